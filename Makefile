@@ -1,0 +1,37 @@
+# README's two commands: `make repro` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# dvc.yaml runs `python stages/...`: the venv must come first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+UNAME := $(shell uname -s)
+# Apple Silicon uses Metal; on Linux MLX needs a backend extra (cpu, or cuda on NVIDIA: MLX_BACKEND=cuda).
+MLX_BACKEND ?= cpu
+ifeq ($(UNAME),Darwin)
+EXTRAS := dev
+else
+EXTRAS := $(MLX_BACKEND),dev
+endif
+
+.PHONY: setup repro test bench clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/setup_blas.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	bash scripts/setup_blas.sh $(BIN)/python
+	touch $@
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

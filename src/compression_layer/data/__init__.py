@@ -1,0 +1,1 @@
+"""The data half of the pipeline: preprocess, split, sanitize."""
