@@ -15,13 +15,18 @@ endif
 
 .PHONY: setup repro test bench clean-venv
 
-setup: $(VENV)/.installed
+# The stamp is named by the content of what setup reads, so a fresh clone with the same files (or a
+# test's clone sharing this venv) sees setup as done, and any change to them reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup_blas.sh | cksum | cut -d' ' -f1)
 
-$(VENV)/.installed: pyproject.toml scripts/setup_blas.sh
+setup: $(STAMP)
+
+$(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	bash scripts/setup_blas.sh $(BIN)/python
+	rm -f $(VENV)/.installed-*
 	touch $@
 
 repro: setup
