@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from compression_layer.params import ParamsError, field
+from compression_layer.params import ParamsError, build, field, load_yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,3 +34,10 @@ class LogConfig:
                 raise ParamsError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.log_http_timeout <= 0:
             raise ParamsError(f"log_http_timeout must be > 0, got {self.log_http_timeout}")
+
+
+def load_log_config(path: str | Path = "params.yaml") -> LogConfig:
+    """The log keys of params.yaml; other top-level keys belong to other stages, which check them."""
+    data = load_yaml(path)
+    names = {f.name for f in dataclasses.fields(LogConfig)}
+    return build(LogConfig, {k: v for k, v in data.items() if k in names}, str(path))
