@@ -1,0 +1,170 @@
+"""The training loop: mlx-lm's compiled LoRA step (tuner.trainer.train) in a loop this package controls.
+
+The step, loss, gradient accumulation and reports are mlx-lm's; the loop is ours so that the data order
+has its own seeded generator, validation uses the same batches every time and runs *after* a step (the
+val loss at iteration N is the loss of the adapter saved at N), and checkpointing is a separate module.
+Reports go to a ``TrainingCallback`` with the keys mlx-lm uses, so mlx-lm's callbacks work here too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.nn.utils import average_gradients
+from mlx.utils import tree_map
+from mlx_lm.tuner.callbacks import TrainingCallback
+from mlx_lm.tuner.trainer import default_loss
+
+from compression_layer.train.checkpoint import save_adapter
+from compression_layer.train.config import TrainConfig
+from compression_layer.train.data import Batching, train_batches, val_batch_indices
+
+
+@dataclass
+class LoopResult:
+    iterations: int
+    optimizer_steps: int
+    trained_tokens: int
+    train_seconds: float  # time in training steps only (validation excluded), as mlx-lm's tok/s
+
+
+class _GradCheckpoint:
+    """mlx-lm's grad_checkpoint patches the block class's __call__; undo it afterwards so it does not
+    leak into other models of the same class in this process."""
+
+    def __init__(self, layer: nn.Module, enabled: bool):
+        self.cls = type(layer)
+        self.original = self.cls.__call__
+        self.enabled = enabled
+        self.layer = layer
+
+    def __enter__(self):
+        if self.enabled:
+            from mlx_lm.tuner.trainer import grad_checkpoint
+
+            grad_checkpoint(self.layer)
+        return self
+
+    def __exit__(self, *exc):
+        self.cls.__call__ = self.original
+
+
+def _clear_cache(threshold: int) -> None:
+    if threshold and mx.get_cache_memory() > threshold:
+        mx.clear_cache()
+
+
+def evaluate(model: nn.Module, batching: Batching, indices: list[int]) -> float:
+    """Mean loss per target token over the given validation batches (mlx-lm's evaluate, fixed batches)."""
+    model.eval()
+    total = mx.array(0.0)
+    ntokens = mx.array(0)
+    for index in indices:
+        losses, toks = default_loss(model, *batching.make(index))
+        total += losses * toks
+        ntokens += toks
+        mx.eval(total, ntokens)
+    total = mx.distributed.all_sum(total, stream=mx.cpu)
+    ntokens = mx.distributed.all_sum(ntokens, stream=mx.cpu)
+    model.train()
+    return (total / ntokens).item()
+
+
+def train_loop(
+    model: nn.Module,
+    optimizer,
+    train: Batching,
+    valid: Batching | None,
+    config: TrainConfig,
+    adapter_dir: Path,
+    callback: TrainingCallback,
+) -> LoopResult:
+    """Train for ``config.iters`` iterations; report, validate and checkpoint at the configured steps."""
+    world = mx.distributed.init()
+    world_size, rank = world.size(), world.rank()
+    accum = config.grad_accumulation_steps
+    val_indices = val_batch_indices(valid, config.val_batches, config.seed) if valid is not None else []
+
+    with _GradCheckpoint(model.layers[0], config.grad_checkpoint):
+        loss_value_and_grad = nn.value_and_grad(model, default_loss)
+        state = [model.state, optimizer.state, mx.random.state]
+
+        @partial(mx.compile, inputs=state, outputs=state)
+        def step(batch, prev_grad, do_update):
+            (lvalue, toks), grad = loss_value_and_grad(model, *batch)
+            if prev_grad is not None:
+                grad = tree_map(lambda x, y: x + y, grad, prev_grad)
+            if do_update:
+                grad = average_gradients(grad)
+                if accum > 1:
+                    grad = tree_map(lambda x: x / accum, grad)
+                optimizer.update(model, grad)
+                grad = None
+            return lvalue, toks, grad
+
+        def validate(iteration: int) -> None:
+            tic = time.perf_counter()
+            val_loss = evaluate(model, valid, val_indices)
+            callback.on_val_loss_report(
+                {"iteration": iteration, "val_loss": val_loss, "val_time": time.perf_counter() - tic}
+            )
+
+        mx.reset_peak_memory()
+        model.train()
+        if val_indices:
+            validate(0)  # the base model's loss, before any update
+        losses, n_tokens, steps, window_time, trained_tokens, total_time = 0, 0, 0, 0.0, 0, 0.0
+        grad_accum = None
+        batches = train_batches(train, config.seed)
+        for it in range(1, config.iters + 1):
+            batch = next(batches)
+            tic = time.perf_counter()
+            lvalue, toks, grad_accum = step(batch, grad_accum, it % accum == 0)
+            losses += lvalue
+            n_tokens += toks
+            steps += 1
+            mx.eval(state, losses, n_tokens, grad_accum)
+            _clear_cache(config.clear_cache_threshold)
+            window_time += time.perf_counter() - tic
+
+            if it % config.steps_per_report == 0 or it == config.iters:
+                train_loss = mx.distributed.all_sum(losses, stream=mx.cpu).item() / (steps * world_size)
+                n_tokens = int(mx.distributed.all_sum(n_tokens, stream=mx.cpu).item())
+                trained_tokens += n_tokens
+                total_time += window_time
+                callback.on_train_loss_report(
+                    {
+                        "iteration": it,
+                        "train_loss": train_loss,
+                        "learning_rate": optimizer.learning_rate.item(),
+                        "iterations_per_second": steps / window_time,
+                        "tokens_per_second": n_tokens / window_time,
+                        "trained_tokens": trained_tokens,
+                        "peak_memory": mx.get_peak_memory() / 1e9,
+                        "cache_memory": mx.get_cache_memory() / 1e9,
+                    }
+                )
+                losses, n_tokens, steps, window_time = 0, 0, 0, 0.0
+
+            if val_indices and (it % config.steps_per_eval == 0 or it == config.iters):
+                validate(it)
+
+            if it % config.save_every == 0 and rank == 0:
+                path = save_adapter(adapter_dir, model, it)
+                on_save = getattr(callback, "on_checkpoint", None)
+                if on_save is not None:
+                    on_save(it, path)
+
+        if rank == 0:
+            save_adapter(adapter_dir, model)
+    return LoopResult(
+        iterations=config.iters,
+        optimizer_steps=int(optimizer.step.item()) if hasattr(optimizer, "step") else config.iters // accum,
+        trained_tokens=trained_tokens,
+        train_seconds=total_time,
+    )

@@ -1,0 +1,188 @@
+"""One training run from params to files: the function stages/train.py and the benchmark call.
+
+The run directory is written in place (so `tail -f <run>/train.log` works while it trains) with
+run.json saying `running`; only a run that finishes leaves `<run>/` behind with status `completed`.
+A failed or interrupted run is moved to `<run>.failed/` (status and error in its run.json), so DVC,
+which caches outputs only after a successful command, never sees a half-made run dir as the output.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from compression_layer.io import write_json
+from compression_layer.train import report
+from compression_layer.train.callbacks import Recorder, RunLog
+from compression_layer.train.config import TrainConfig
+from compression_layer.train.errors import TrainError, out_of_memory
+from compression_layer.train.stderr import tee_stderr
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    run: dict[str, Any]
+    model: Any  # the trained LoRA model (for tests and callers that go on to evaluate)
+    optimizer: Any
+    recorder: Recorder
+
+
+def failed_dir(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + ".failed")
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Start from an empty run dir; only a previous run's directory (it has run.json) is replaced."""
+    if run_dir.exists():
+        if not run_dir.is_dir() or (any(run_dir.iterdir()) and not (run_dir / RUN_FILE).exists()):
+            raise TrainError(f"output dir {run_dir} exists and is not a training run directory; refusing to replace it")
+        shutil.rmtree(run_dir)
+    (run_dir / "adapter").mkdir(parents=True)
+    (run_dir / "history").mkdir()
+
+
+def _fail(run_dir: Path, run: dict[str, Any], status: str, error: str, started: float) -> None:
+    run.update(status=status, error=error, finished_at=report.now(), duration_seconds=round(time.time() - started, 3))
+    write_json(run_dir / RUN_FILE, run)
+    target = failed_dir(run_dir)
+    shutil.rmtree(target, ignore_errors=True)
+    run_dir.rename(target)
+
+
+def train(
+    config: TrainConfig,
+    train_path: str | Path,
+    valid_path: str | Path | None,
+    run_dir: str | Path,
+    metrics_path: str | Path | None = None,
+    echo: TextIO | None = sys.stdout,
+    capture_stderr: bool = True,
+) -> TrainResult:
+    """Fine-tune ``config.model`` on the train split and write the run dir (and metrics file)."""
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir)
+    started = time.time()
+    run: dict[str, Any] = {
+        "status": "running",
+        "started_at": report.now(),
+        "finished_at": None,
+        "git_sha": report.git_sha(),
+        "packages": report.package_versions(),
+        "device": report.device_info(),
+        "blas": report.blas_info(),
+        "params": config.to_dict(),
+        "data": {"train": str(train_path), "valid": str(valid_path) if valid_path else None},
+    }
+    write_json(run_dir / RUN_FILE, run)
+    log = RunLog(run_dir / "train.log", echo=echo)
+    stderr = tee_stderr(run_dir / "train.err") if capture_stderr else _nothing()
+    try:
+        with stderr:
+            result = _train(config, Path(train_path), Path(valid_path) if valid_path else None, run_dir, run, log, started)
+    except KeyboardInterrupt:
+        log("interrupted")
+        log.close()
+        _fail(run_dir, run, "interrupted", "KeyboardInterrupt", started)
+        raise
+    except BaseException as exc:
+        error = out_of_memory(exc) or exc
+        log(f"failed: {error}")
+        log.close()
+        _fail(run_dir, run, "failed", str(error).splitlines()[0] if str(error) else type(error).__name__, started)
+        if error is not exc:
+            raise error from exc
+        raise
+    log.close()
+    if metrics_path is not None:
+        write_json(metrics_path, result.metrics)
+    return result
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_dir: Path, run: dict[str, Any],
+           log: RunLog, started: float) -> TrainResult:
+    import mlx.core as mx
+    import numpy as np
+
+    from compression_layer.train import data, model as modelmod
+    from compression_layer.train.loop import train_loop
+    from compression_layer.train.optim import build_optimizer
+
+    log(f"run {run_dir} | model {config.model} | git {run['git_sha']} | {run['device']['backend']} | "
+        f"BLAS {run['blas'].get('name')}")
+    # Data first: a missing or empty split fails before the (possibly slow) model load.
+    train_rows = data.read_rows(train_path, "training")
+    valid_rows = data.read_rows(valid_path, "validation") if valid_path is not None else None
+
+    model, tokenizer, model_path = modelmod.load_base(config)
+    world = mx.distributed.init()
+    train_split = data.TokenizedSplit(train_rows, tokenizer, config.mask_prompt, "training")
+    data.check_batch_size(train_split, config.batch_size, world.size())
+    valid_batching = None
+    if valid_rows is not None:
+        valid_split = data.TokenizedSplit(valid_rows, tokenizer, config.mask_prompt, "validation")
+        data.check_batch_size(valid_split, config.batch_size, world.size())
+        valid_batching = data.Batching(valid_split, config.batch_size, config.max_seq_length, world.rank(), world.size())
+    train_batching = data.Batching(train_split, config.batch_size, config.max_seq_length, world.rank(), world.size())
+
+    np.random.seed(config.seed)
+    mx.random.seed(config.seed)  # LoRA initialisation and dropout
+    adapted = modelmod.apply_lora(model, config)
+    trainable, total = modelmod.parameter_counts(model)
+    optimizer = build_optimizer(config)
+    adapter_dir = run_dir / "adapter"
+    modelmod.write_adapter_config(adapter_dir / "adapter_config.json", modelmod.adapter_config(config, model_path))
+
+    layers = modelmod.layer_count(model)
+    n_lora = layers if config.lora_layers == -1 else config.lora_layers
+    log(f"{config.fine_tune_type}: last {n_lora} of {layers} layers, {adapted} modules, rank {config.lora_rank}, "
+        f"scale {config.lora_scale:g}, dropout {config.lora_dropout:g} | trainable {trainable:,} of {total:,} "
+        f"parameters ({100 * trainable / max(total, 1):.3f}%)")
+    log(f"data: {len(train_split)} training rows ({int(train_split.lengths.sum()):,} tokens, "
+        f"{len(train_batching)} batches of {config.batch_size}), "
+        + (f"{len(valid_batching.split)} validation rows" if valid_batching else "no validation split")
+        + f" | {config.optimizer} lr {config.learning_rate:g} {config.lr_schedule}, {config.iters} iters")
+    if train_batching.truncated_rows:
+        log(f"warning: {train_batching.truncated_rows} training rows are longer than max_seq_length="
+            f"{config.max_seq_length} tokens and are truncated")
+
+    recorder = Recorder(log, run_dir / "history", config.iters)
+    loop = train_loop(model, optimizer, train_batching, valid_batching, config, adapter_dir, recorder)
+
+    duration = time.time() - started
+    summary = recorder.summary()
+    metrics = report.train_metrics(summary, loop.trained_tokens, loop.train_seconds, duration, loop.iterations)
+    report.plot_loss_curve(recorder.train_rows, recorder.val_rows, run_dir / "loss_curve.png",
+                           f"{config.model} | rank {config.lora_rank}, lr {config.learning_rate:g}")
+    run.update(
+        status="completed",
+        finished_at=report.now(),
+        duration_seconds=round(duration, 3),
+        model_path=str(model_path),
+        model_layers=layers,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        optimizer_steps=loop.optimizer_steps,
+        checkpoints=recorder.checkpoints,
+        data={**run["data"], "train_rows": len(train_split), "valid_rows": len(valid_batching.split) if valid_batching else 0,
+              "truncated_train_rows": train_batching.truncated_rows},
+        results=metrics,
+    )
+    write_json(run_dir / RUN_FILE, run)
+    log(f"done: {loop.iterations} iters in {duration:.1f} s | final train_loss {metrics['final_train_loss']} | "
+        f"best val_loss {metrics['best_val_loss']} at iter {metrics['best_val_iteration']} | "
+        f"{metrics['tokens_per_sec']} tok/s | peak {metrics['peak_memory_gb']} GB")
+    return TrainResult(run_dir=run_dir, metrics=metrics, run=run, model=model, optimizer=optimizer, recorder=recorder)

@@ -1,0 +1,88 @@
+"""Train stage: LoRA fine-tuning with mlx-lm, driven by the top-level training keys of params.yaml.
+
+    python stages/train.py --params params.yaml --train data/training --valid data/training \
+        --output-dir models/runs/mlx/latest --metrics metrics/train.json [--iters 20 --model DIR ...]
+
+--train / --valid take a split file or a directory holding train.jsonl / valid.jsonl. Every training
+key can be overridden for a run by hand with --<key> (e.g. --lora-rank 16 --learning-rate 1e-5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import typing
+
+import yaml
+
+from compression_layer.config import load_run_config
+from compression_layer.params import ParamsError, _Loader, build
+from compression_layer.train.config import TrainConfig
+from compression_layer.train.errors import TrainError
+
+
+def _override_flags(parser: argparse.ArgumentParser) -> None:
+    """--<key> for every TrainConfig field; values are parsed as YAML (1e-5, true, null, [a, b])."""
+    group = parser.add_argument_group("training params (override params.yaml)")
+    for f in dataclasses.fields(TrainConfig):
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"param_{f.name}", metavar="VALUE",
+                           default=None, help=f.metadata.get("help"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (top-level training keys)")
+    parser.add_argument("--train", default="data/training", help="training split: file or directory with train.jsonl")
+    parser.add_argument("--valid", default="data/training", help="validation split: file or directory with valid.jsonl")
+    parser.add_argument("--no-valid", action="store_true", help="train without validation")
+    parser.add_argument("--output-dir", default="models/runs/mlx/latest", help="run directory to (re)create")
+    parser.add_argument("--metrics", default="metrics/train.json", help="metrics JSON for DVC")
+    _override_flags(parser)
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> TrainConfig:
+    """params.yaml (every top-level key checked, so a typo fails) with the --<key> flags on top."""
+    values = load_run_config(args.params).train.to_dict()
+    hints = typing.get_type_hints(TrainConfig)
+    overrides = {}
+    for f in dataclasses.fields(TrainConfig):
+        raw = getattr(args, f"param_{f.name}")
+        if raw is not None:
+            # A flag value reads like a params.yaml value (1e-5, true, null, [a, b]); a model path stays a string.
+            try:
+                overrides[f.name] = raw if hints[f.name] is str else yaml.load(raw, Loader=_Loader)
+            except yaml.YAMLError:
+                raise ParamsError(f"--{f.name.replace('_', '-')}: cannot read {raw!r}") from None
+    return build(TrainConfig, {**values, **overrides}, "command line" if overrides else str(args.params))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        config = load_config(args)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    from compression_layer.train.data import resolve_split
+    from compression_layer.train.run import train
+
+    try:
+        train(
+            config,
+            resolve_split(args.train, "train"),
+            None if args.no_valid else resolve_split(args.valid, "valid"),
+            args.output_dir,
+            args.metrics,
+        )
+    except (ParamsError, TrainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
