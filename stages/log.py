@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     receipt = {
         "run_id": result.run_id,
-        "run_name": record.run_name,
+        "run_name": result.run_name,
         "experiment_id": result.experiment_id,
         "experiment_name": experiment,
         "tracking": target.kind,

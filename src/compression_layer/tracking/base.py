@@ -21,6 +21,7 @@ class RunState:
 
     run_id: str
     experiment_id: str
+    run_name: str  # as the backend holds it (a found run keeps the name it was created with)
     created: bool  # this call created the run
     finished: bool  # an earlier call logged everything and closed it
     params: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -62,7 +63,7 @@ class NullTracker:
 
     def open_run(self, experiment: str, identity: str, run_name: str, tags: Mapping[str, str]) -> RunState:
         self.tags.update(tags)
-        return RunState(run_id="offline", experiment_id="offline", created=True, finished=False, tags=dict(tags))
+        return RunState("offline", "offline", run_name, created=True, finished=False, tags=dict(tags))
 
     def metric_steps(self, key: str) -> set[int]:
         return {step for k, _, step in self.metrics if k == key}
@@ -92,6 +93,7 @@ class NullTracker:
 class SyncResult:
     run_id: str
     experiment_id: str
+    run_name: str
     created: bool  # a new run was created
     logged: bool  # anything was sent (False: the run was already complete)
 
@@ -100,7 +102,7 @@ def sync_run(tracker: Tracker, record: RunRecord, experiment: str) -> SyncResult
     """Make the experiment hold ``record`` exactly once; never re-log a param with another value."""
     state = tracker.open_run(experiment, record.identity, record.run_name, record.tags)
     if state.finished:
-        return SyncResult(state.run_id, state.experiment_id, created=False, logged=False)
+        return SyncResult(state.run_id, state.experiment_id, state.run_name, created=False, logged=False)
     try:
         # Params are write-once in MLflow: one with another value means the run is not this record's.
         changed = sorted(k for k, v in record.params.items() if k in state.params and state.params[k] != v)
@@ -133,4 +135,4 @@ def sync_run(tracker: Tracker, record: RunRecord, experiment: str) -> SyncResult
         tracker.close("FAILED")
         raise
     tracker.close("FINISHED")
-    return SyncResult(state.run_id, state.experiment_id, created=state.created, logged=True)
+    return SyncResult(state.run_id, state.experiment_id, state.run_name, created=state.created, logged=True)

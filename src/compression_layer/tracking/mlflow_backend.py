@@ -115,6 +115,7 @@ class MlflowTracker:
             return RunState(
                 run_id=run.info.run_id,
                 experiment_id=experiment_id,
+                run_name=run.info.run_name or "",
                 created=False,
                 finished=run.info.status == "FINISHED",
                 params=dict(run.data.params),
@@ -123,7 +124,10 @@ class MlflowTracker:
         with self._calls("creating the run"):
             run = self.client.create_run(experiment_id, tags=dict(tags), run_name=run_name)
         self.run_id = run.info.run_id
-        return RunState(run.info.run_id, experiment_id, created=True, finished=False, tags=dict(run.data.tags))
+        return RunState(
+            run.info.run_id, experiment_id, run.info.run_name or run_name, created=True, finished=False,
+            tags=dict(run.data.tags),
+        )
 
     def metric_steps(self, key: str) -> set[int]:
         self._flush()
