@@ -1,0 +1,166 @@
+"""sanitize: per-row decisions on chat-format split rows (data-rules.md, "sanitize").
+
+A row is rejected as bad_format when verbose/compressed cannot be taken from it, else by the
+first failing rule of A (expansion), B (orphan symbol), C (lost negation, NL only), D (missing
+@/∵, NL only). Kept rows are written unchanged (the input line as it was); rejected rows carry
+line, reason, detail and the original record (or the raw text).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from compression_layer.data.rules import is_code, rule_a, rule_b, rule_c, rule_d
+from compression_layer.data.stats import StageStats
+from compression_layer.data.token_batches import counted_batches
+from compression_layer.tokens import count_tokens
+
+REASONS = ("bad_format", "rule_a_expansion", "rule_b_orphan_symbol", "rule_c_lost_negation", "rule_d_missing_symbol")
+DOMAINS = ("nl", "code")  # as detected from the verbose text
+UNKNOWN_DOMAIN = "unknown"  # stats bucket of bad_format rows
+MARKER = "Compress:"
+
+
+class Decision(NamedTuple):
+    kept: bool
+    text: str | None  # kept: the input line, written unchanged
+    record: dict[str, Any] | None  # rejected: line, reason, detail and the original
+    reason: str | None
+    domain: str
+
+
+class _Candidate(NamedTuple):
+    line: int
+    text: str
+    record: Any
+    verbose: str
+    compressed: str
+
+
+def new_stats(stage: str = "sanitize") -> StageStats:
+    return StageStats(stage, REASONS, DOMAINS)
+
+
+def extract(record: Any) -> tuple[str, str] | str:
+    """``(verbose, compressed)`` from a chat record, or a detail saying why that is impossible.
+
+    verbose is the user message's text after its first ``Compress:``, compressed the assistant's
+    text, both stripped; a later message of the same role replaces an earlier one, and list
+    items that are not objects are ignored.
+    """
+    if not isinstance(record, dict):
+        return "not an object"
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        return "no 'messages' list" if "messages" in record else "no 'messages' key"
+    if len(messages) < 2:
+        return f"expected at least 2 messages, got {len(messages)}"
+    verbose = compressed = ""
+    found_user = found_assistant = False
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role", "")
+        content = message.get("content", "")
+        if role == "user":
+            found_user = True
+            if not isinstance(content, str):
+                return "user message content is not a string"
+            if MARKER not in content:
+                return "user message without 'Compress:'"
+            verbose = content.split(MARKER, 1)[1].strip()
+        elif role == "assistant":
+            found_assistant = True
+            if not isinstance(content, str):
+                return "assistant message content is not a string"
+            compressed = content.strip()
+    if not found_user:
+        return "no user message"
+    if not found_assistant:
+        return "no assistant message"
+    if not verbose:
+        return "empty verbose text after 'Compress:'"
+    if not compressed:
+        return "empty compressed text"
+    return verbose, compressed
+
+
+def _reject(line: int, reason: str, detail: str, domain: str, original: Any, raw: bool = False) -> Decision:
+    record = {"line": line, "reason": reason, "detail": detail, ("raw" if raw else "record"): original}
+    return Decision(False, None, record, reason, domain)
+
+
+def _check_format(line: int, text: str, is_utf8: bool) -> Decision | _Candidate:
+    if not is_utf8:
+        return _reject(line, "bad_format", "line is not valid UTF-8", UNKNOWN_DOMAIN, text, raw=True)
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        detail = f"not valid JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
+        return _reject(line, "bad_format", detail, UNKNOWN_DOMAIN, text, raw=True)
+    pair = extract(record)
+    if isinstance(pair, str):
+        return _reject(line, "bad_format", pair, UNKNOWN_DOMAIN, record)
+    return _Candidate(line, text, record, pair[0], pair[1])
+
+
+def _apply_rules(c: _Candidate, verbose_tokens: int, compressed_tokens: int) -> Decision:
+    code = is_code(c.verbose)
+    domain = "code" if code else "nl"
+    failure = rule_a(verbose_tokens, compressed_tokens)
+    reason = "rule_a_expansion"
+    if failure is None:
+        failure, reason = rule_b(c.compressed, code), "rule_b_orphan_symbol"
+    if failure is None and not code:
+        failure, reason = rule_c(c.verbose, c.compressed), "rule_c_lost_negation"
+        if failure is None:
+            failure, reason = rule_d(c.verbose, c.compressed), "rule_d_missing_symbol"
+    if failure is None:
+        return Decision(True, c.text, None, None, domain)
+    return _reject(c.line, reason, failure, domain, c.record)
+
+
+def decide(line: int, text: str, is_utf8: bool = True) -> Decision:
+    """The decision on one input line (one row at a time; the stage uses sanitize_lines)."""
+    checked = _check_format(line, text, is_utf8)
+    if isinstance(checked, Decision):
+        return checked
+    return _apply_rules(checked, count_tokens(checked.verbose), count_tokens(checked.compressed))
+
+
+def sanitize_lines(
+    lines: Iterable[tuple[int, str, bool]],
+    stats: StageStats,
+    batch_size: int = 512,
+    threads: int | None = None,
+) -> Iterator[Decision]:
+    """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``."""
+
+    def batches() -> Iterator[list[Decision | _Candidate]]:
+        batch: list[Decision | _Candidate] = []
+        for line, text, is_utf8 in lines:
+            stats.rows_in += 1
+            batch.append(_check_format(line, text, is_utf8))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def texts_of(batch: list[Decision | _Candidate]) -> list[str]:
+        texts: list[str] = []
+        for item in batch:
+            if type(item) is _Candidate:
+                texts.append(item.verbose)
+                texts.append(item.compressed)
+        return texts
+
+    for batch, counts in counted_batches(batches(), texts_of, threads=threads):
+        position = 0
+        for item in batch:
+            if type(item) is _Candidate:
+                yield _apply_rules(item, counts[position], counts[position + 1])
+                position += 2
+            else:
+                yield item
