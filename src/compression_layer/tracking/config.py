@@ -20,7 +20,9 @@ class LogConfig:
         False, "Also log the intermediate NNNNNNN_adapters.safetensors checkpoints, not only the final adapter."
     )
     log_http_timeout: int = field(
-        10, "Seconds one HTTP request to the tracking server may take (MLFLOW_HTTP_REQUEST_TIMEOUT, unless set)."
+        30,
+        "Seconds to connect to the tracking server or wait for one answer (MLFLOW_HTTP_REQUEST_TIMEOUT, unless "
+        "set); a refused connection or unknown host fails at once, this bounds a silent host or a slow upload.",
     )
     log_http_retries: int = field(
         0, "Retries of a failed HTTP request (MLFLOW_HTTP_REQUEST_MAX_RETRIES, unless set); MLflow's 7 wait minutes."
