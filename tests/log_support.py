@@ -53,7 +53,7 @@ def make_project(root: Path, iters: int = 30, seed: int = 0, pipeline_files: boo
     (root / "models/eval").mkdir(parents=True, exist_ok=True)
     params = dict(TRAIN_PARAMS, iters=iters)
     (run / "run.json").write_text(json.dumps({
-        "started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:05:00Z", "status": "finished",
+        "started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:05:00Z", "status": "completed",
         "git_sha": "0" * 40, "params": params, "final_train_loss": 2.5,
     }, indent=2))
     (run / "train.log").write_text("iter 10 train_loss 3.1\niter 20 train_loss 2.8\n")

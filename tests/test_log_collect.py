@@ -112,7 +112,7 @@ def test_collect_params_metrics_tags_artifacts(tmp_path):
     assert record.tags["data_md5/data/training/train.jsonl"] == "aaa111"
     assert record.tags["data_md5/data/training/test.jsonl"] == "bbb222"
     assert not any("data/split" in k for k in record.tags)
-    assert record.tags["base_model"] == "models/base/tiny-qwen3"
+    assert record.tags["base_model"] == "models/base/tiny-qwen3" and record.tags["train_status"] == "completed"
     assert record.tags["dvc_exp_name"] == "sunny-lamb" and record.run_name == "sunny-lamb"
     assert record.tags[IDENTITY_TAG] == record.identity
     names = {(a.folder, a.path.name) for a in record.artifacts}

@@ -203,6 +203,8 @@ def collect_run(
         tags["git_sha"] = tags["mlflow.source.git.commit"] = sha
     if isinstance(run_info.get("git_sha"), str) and run_info["git_sha"]:
         tags["train_git_sha"] = run_info["git_sha"]
+    if isinstance(run_info.get("status"), str):
+        tags["train_status"] = run_info["status"]  # "completed"; a failed or interrupted run can be logged too
     if env.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = env["DVC_EXP_NAME"]
 
