@@ -50,6 +50,27 @@ class RunLog:
         self.fh.close()
 
 
+class Chain(TrainingCallback):
+    """Several callbacks called in order (the recorder first, then e.g. a tracking callback)."""
+
+    def __init__(self, *callbacks: TrainingCallback):
+        self.callbacks = callbacks
+
+    def on_train_loss_report(self, info: dict) -> None:
+        for cb in self.callbacks:
+            cb.on_train_loss_report(info)
+
+    def on_val_loss_report(self, info: dict) -> None:
+        for cb in self.callbacks:
+            cb.on_val_loss_report(info)
+
+    def on_checkpoint(self, iteration: int, path: Path) -> None:
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_checkpoint", None)
+            if hook is not None:
+                hook(iteration, path)
+
+
 class Recorder(TrainingCallback):
     """Keeps the train/val series, writes them to history/*.csv and train.log at every report."""
 
@@ -71,6 +92,7 @@ class Recorder(TrainingCallback):
             "tokens_per_sec": round(float(info["tokens_per_second"]), 2),
             "peak_mem_gb": round(float(info["peak_memory"]), 4),
             "trained_tokens": int(info["trained_tokens"]),
+            "cache_mem_gb": float(info.get("cache_memory", 0.0)),  # not a CSV column; shows clear_cache_threshold
         }
         self.train_rows.append(row)
         write_csv(self.history_dir / "train.csv", TRAIN_COLUMNS, self.train_rows)

@@ -31,6 +31,7 @@ class LoopResult:
     optimizer_steps: int
     trained_tokens: int
     train_seconds: float  # time in training steps only (validation excluded), as mlx-lm's tok/s
+    val_batches: int  # validation batches per evaluation
 
 
 class _GradCheckpoint:
@@ -167,4 +168,5 @@ def train_loop(
         optimizer_steps=int(optimizer.step.item()) if hasattr(optimizer, "step") else config.iters // accum,
         trained_tokens=trained_tokens,
         train_seconds=total_time,
+        val_batches=len(val_indices),
     )

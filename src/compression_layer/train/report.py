@@ -41,43 +41,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _loaded_blas_from_maps() -> list[str]:
-    """Shared libraries with 'blas' in their name mapped into this process (Linux)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as fh:
-            paths = {line.split()[-1] for line in fh if "blas" in line.lower() and "/" in line}
-        # numpy's own OpenBLAS is not the one MLX calls.
-        paths = {p for p in paths if "numpy.libs" not in p and "scipy_openblas" not in p}
-    except OSError:
-        return []
-    return sorted(paths)
-
-
 def blas_info() -> dict[str, Any]:
-    """Which BLAS this process multiplies matrices with (compression_layer.blas when present)."""
+    """Which BLAS this process's MLX multiplies matrices with (name, path, OpenBLAS threads)."""
+    from compression_layer.blas import loaded_blas
+
     try:
-        from compression_layer import blas  # written by the BLAS work; optional here
-    except ImportError:
-        blas = None
-    if blas is not None:
-        for name in ("describe", "blas_info", "loaded_blas", "info"):
-            fn = getattr(blas, name, None)
-            if callable(fn):
-                try:
-                    value = fn()
-                except Exception as exc:  # a report must not fail the run
-                    value = f"unknown ({exc})"
-                return value if isinstance(value, dict) else {"name": str(value)}
-    libs = _loaded_blas_from_maps()
-    if platform.system() == "Darwin":
-        name = "Accelerate"
-    elif any("openblas" in p.lower() for p in libs):
-        name = "OpenBLAS"
-    elif any("mlx_cpu.libs" in p for p in libs):
-        name = "bundled reference BLAS (mlx_cpu.libs)"
-    else:
-        name = "unknown"
-    return {"name": name, "libraries": libs}
+        return loaded_blas()
+    except OSError as exc:  # a report must not fail the run
+        return {"name": "unknown", "error": str(exc)}
 
 
 def device_info() -> dict[str, Any]:

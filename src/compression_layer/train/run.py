@@ -13,11 +13,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
+
+from mlx_lm.tuner.callbacks import TrainingCallback
 
 from compression_layer.io import write_json
 from compression_layer.train import report
-from compression_layer.train.callbacks import Recorder, RunLog
+from compression_layer.train.callbacks import Chain, Recorder, RunLog
 from compression_layer.train.config import TrainConfig
 from compression_layer.train.errors import TrainError, out_of_memory
 from compression_layer.train.stderr import tee_stderr
@@ -65,11 +67,18 @@ def train(
     metrics_path: str | Path | None = None,
     echo: TextIO | None = sys.stdout,
     capture_stderr: bool = True,
+    callbacks: Sequence[TrainingCallback] = (),
 ) -> TrainResult:
-    """Fine-tune ``config.model`` on the train split and write the run dir (and metrics file)."""
+    """Fine-tune ``config.model`` on the train split and write the run dir (and metrics file).
+
+    ``callbacks`` (mlx-lm TrainingCallbacks) get every report after the run's own recorder.
+    """
+    from compression_layer.blas import configure_threads
+
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir)
     started = time.time()
+    configure_threads()  # OpenBLAS threads: OPENBLAS_NUM_THREADS, else the project's default
     run: dict[str, Any] = {
         "status": "running",
         "started_at": report.now(),
@@ -86,7 +95,8 @@ def train(
     stderr = tee_stderr(run_dir / "train.err") if capture_stderr else _nothing()
     try:
         with stderr:
-            result = _train(config, Path(train_path), Path(valid_path) if valid_path else None, run_dir, run, log, started)
+            result = _train(config, Path(train_path), Path(valid_path) if valid_path else None, run_dir, run, log,
+                                started, callbacks)
     except KeyboardInterrupt:
         log("interrupted")
         log.close()
@@ -113,7 +123,7 @@ def _nothing():
 
 
 def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_dir: Path, run: dict[str, Any],
-           log: RunLog, started: float) -> TrainResult:
+           log: RunLog, started: float, callbacks: Sequence[TrainingCallback]) -> TrainResult:
     import mlx.core as mx
     import numpy as np
 
@@ -160,7 +170,7 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
             f"{config.max_seq_length} tokens and are truncated")
 
     recorder = Recorder(log, run_dir / "history", config.iters)
-    loop = train_loop(model, optimizer, train_batching, valid_batching, config, adapter_dir, recorder)
+    loop = train_loop(model, optimizer, train_batching, valid_batching, config, adapter_dir, Chain(recorder, *callbacks))
 
     duration = time.time() - started
     summary = recorder.summary()
@@ -177,7 +187,8 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
         total_parameters=total,
         optimizer_steps=loop.optimizer_steps,
         checkpoints=recorder.checkpoints,
-        data={**run["data"], "train_rows": len(train_split), "valid_rows": len(valid_batching.split) if valid_batching else 0,
+        data={**run["data"], "train_rows": len(train_split), "train_batches": len(train_batching),
+              "valid_rows": len(valid_batching.split) if valid_batching else 0, "val_batches": loop.val_batches,
               "truncated_train_rows": train_batching.truncated_rows},
         results=metrics,
     )

@@ -33,6 +33,9 @@ def tee_stderr(path: Path) -> Iterator[None]:
     thread.start()
     fault_was_enabled = faulthandler.is_enabled()
     faulthandler.enable(file=log)
+    # Python-level writes go through fd 2 too, even where sys.stderr was replaced (pytest, notebooks).
+    python_stderr = sys.stderr
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
     try:
         yield
     finally:
@@ -40,6 +43,7 @@ def tee_stderr(path: Path) -> Iterator[None]:
         if fault_was_enabled:
             faulthandler.enable()
         sys.stderr.flush()
+        sys.stderr = python_stderr
         os.dup2(original, 2)  # drops the pipe's last write end: the pump sees EOF
         thread.join(timeout=5)
         os.close(read_end)
