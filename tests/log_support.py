@@ -118,10 +118,12 @@ class MlflowServer:
     """`mlflow server` on a free 127.0.0.1 port, sqlite store and proxied artifacts under ``root``."""
 
     def __init__(
-        self, root: Path, *, auth: tuple[str, str] | None = None, prefix: str | None = None, backend: str | None = None
+        self, root: Path, *, auth: tuple[str, str] | None = None, prefix: str | None = None, backend: str | None = None,
+        executable: str | None = None,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
+        self.executable = executable or str(Path(sys.executable).parent / "mlflow")  # another venv's: other version
         self.backend = backend or f"sqlite:///{root / 'server.db'}"  # another store: what `mlflow ui` opens
         self.auth = auth  # (user, password): MLflow's basic-auth app, as DagsHub checks user + token
         self.prefix = prefix  # a URL path prefix, e.g. "/owner/repo.mlflow" as on DagsHub
@@ -131,8 +133,10 @@ class MlflowServer:
 
     def start(self, wait: float = 90) -> "MlflowServer":
         env = clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+        # That venv's bin first, so the server finds its own gunicorn.
+        env["PATH"] = f"{Path(self.executable).parent}{os.pathsep}{env['PATH']}"
         cmd = [
-            str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+            self.executable, "server", "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", "1", "--backend-store-uri", self.backend,
             "--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts",
         ]

@@ -1,7 +1,8 @@
 """The MLflow backend of the Tracker interface (any tracking URI: server, DagsHub, local sqlite).
 
 Uses only MlflowClient calls that an MLflow 2.x server answers (DagsHub runs 2.7): experiments,
-runs, batched params/metrics/tags, metric history, artifacts. No model registry, no logged models.
+runs, batched params/metrics/tags, metric history, artifact uploads. No model registry, no logged models,
+and no ``list_artifacts`` (the 3.x client's also searches logged models, which a 2.x server answers 404).
 mlflow is imported when a tracker is built (it takes about 2 s), never when this package is imported.
 """
 
