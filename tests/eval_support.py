@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from compression_layer.data.chat import to_chat
 
 NL_TEXTS = [
@@ -25,13 +27,14 @@ CODE_TEXTS = [
 
 
 def write_test_split(path: Path, n: int = 8) -> list[dict]:
-    """``n`` chat records cycling through the NL and code texts, with a ``domain`` key as the split writes."""
-    texts = [(t, "nl") for t in NL_TEXTS] + [(t, "code") for t in CODE_TEXTS]
+    """``n`` plain chat records (as the split writes them) cycling through the NL and code texts; the
+    expected output is the first third of the text."""
+    texts = NL_TEXTS + CODE_TEXTS
     records = []
     for i in range(n):
-        text, domain = texts[i % len(texts)]
+        text = texts[i % len(texts)]
         verbose = text if i < len(texts) else f"{text} (copy {i})"
-        records.append({**to_chat(verbose, verbose[: len(verbose) // 3]), "domain": domain})
+        records.append(to_chat(verbose, verbose[: len(verbose) // 3]))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return records
@@ -58,3 +61,57 @@ def make_adapter(model_path: Path, out: Path, rank: int = 4, layers: int = 2, se
     config = {"fine_tune_type": "lora", "num_layers": layers, "lora_parameters": params, "model": str(model_path)}
     (out / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
     return out
+
+
+def build_random_tiny_model(out: Path, seed: int = 0) -> Path:
+    """A random-weight Qwen3 model with a byte-level BPE tokenizer and a ChatML template, built in about
+    a second (stack-facts.md); used when the embedded tiny model is not available."""
+    import mlx.core as mx
+    from mlx.utils import tree_map
+    from mlx_lm.utils import load_model, save_model
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    bpe.train_from_iterator(NL_TEXTS + CODE_TEXTS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tokenizer.save_pretrained(out)
+    config = {
+        "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 128,
+        "vocab_size": bpe.get_vocab_size(), "tie_word_embeddings": True, "rope_theta": 10000.0,
+        "rms_norm_eps": 1e-6, "max_position_embeddings": 2048, "eos_token_id": bpe.token_to_id("<|im_end|>"),
+    }  # fmt: skip
+    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    mx.random.seed(seed)
+    model, _ = load_model(out, strict=False)
+    # Default initialisation makes a model this small repeat one token; wider weights give varied text.
+    model.update(tree_map(lambda p: mx.random.normal(p.shape) * 0.3 if p.ndim == 2 else p, model.parameters()))
+    save_model(out, model)
+    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")  # save_model may rewrite it
+    return out
+
+
+@pytest.fixture(scope="session")
+def eval_base_model(request, tmp_path_factory) -> Path:
+    """The embedded tiny model when the shared fixture provides it, else a random one built here."""
+    try:
+        return Path(request.getfixturevalue("tiny_model_path"))
+    except pytest.FixtureLookupError:
+        return build_random_tiny_model(tmp_path_factory.mktemp("eval-model") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def eval_adapter(eval_base_model, tmp_path_factory) -> Path:
+    return make_adapter(eval_base_model, tmp_path_factory.mktemp("eval-adapter") / "adapter")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from compression_layer.evaluate import metrics as m
-from compression_layer.evaluate.predictions import negation
 
 
 def test_percentile_matches_linear_interpolation():
@@ -59,14 +58,25 @@ def test_repeated_lines():
 
 def test_check_row_code_counts_numbers_identifiers_and_degenerate_flags():
     code = "def add_tax(price):\n    return price * 1.2 + 5\n"
-    row = m.check_row(code, "add_tax: price*1.2", "add_tax(p)=p*1.2+5", "code", 20, 8, False, negation)
+    row = m.check_row(code, "add_tax: price*1.2", "add_tax(p)=p*1.2+5", "code", 20, 8, False)
     assert (row["numbers_total"], row["numbers_kept"]) == (2, 1)
     assert (row["identifiers_total"], row["identifiers_kept"]) == (1, 1)
     assert row["negation_kept"] is None
     assert not any(row[k] for k in m.DEGENERATE)
-    bad = m.check_row(code, "", "x", "code", 20, 0, True, negation)
+    bad = m.check_row(code, "", "x", "code", 20, 0, True)
     assert bad["empty"] and bad["unfinished"] and not bad["longer_than_input"]
-    assert m.check_row(code, "a b", "x", "code", 2, 3, False, negation)["longer_than_input"]
+    assert m.check_row(code, "a b", "x", "code", 2, 3, False)["longer_than_input"]
+
+
+def test_check_row_negation_on_nl_rows_uses_the_sanitize_detectors():
+    text = "Please do not book the large room."
+    assert m.check_row(text, "¬book large room", "x", "nl", 9, 4, False)["negation_kept"] is True
+    assert m.check_row(text, "!book large room", "x", "nl", 9, 4, False)["negation_kept"] is True
+    assert m.check_row(text, "book large room", "x", "nl", 9, 3, False)["negation_kept"] is False
+    # no negation in the input: the check does not apply
+    assert m.check_row("Book the room.", "book room", "x", "nl", 4, 2, False)["negation_kept"] is None
+    nl = m.check_row(text, "book", "x", "nl", 9, 1, False)
+    assert nl["identifiers_total"] is None and nl["identifiers_kept"] is None
 
 
 def test_summarize_pools_shares_and_counts_degenerate_rows():
@@ -92,7 +102,7 @@ def test_summarize_pools_shares_and_counts_degenerate_rows():
     assert s["identifiers_kept"] == pytest.approx(3 / 4)
     assert s["negation_kept"] == pytest.approx(1 / 2)
     assert s["chrf"] == pytest.approx(100.0)
-    assert s["degenerate"] == {"empty": 1, "longer_than_input": 0, "repeated_lines": 1, "unfinished": 1}
+    assert s["degenerate"] == {"empty": 1, "longer_than_input": 0, "repeated_lines": 1, "unfinished": 1, "any": 2}
     per_domain = m.by_domain(rows)
     assert list(per_domain) == ["code", "nl"]
     assert per_domain["code"]["identifiers_kept"] == pytest.approx(3 / 4)

@@ -11,8 +11,9 @@ import keyword
 import math
 import re
 from collections import Counter
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from compression_layer.data.rules import has_compressed_negation, has_negation
 from compression_layer.tokens import token_ratio
 
 # ---- token ratio -----------------------------------------------------------------------------
@@ -126,12 +127,11 @@ def check_row(
     input_tokens: int,
     output_tokens: int,
     unfinished: bool,
-    negation: Callable[..., bool],
 ) -> dict[str, Any]:
     """Fidelity checks and degenerate flags of one output. Counts, not shares, so rows pool.
 
-    ``negation(text, compressed=...)`` is the sanitize stage's negation detector: NL rows whose input
-    has a negation must keep one (``negation_kept`` is None for rows it does not apply to).
+    Negation uses the sanitize stage's rule C detectors: an NL row whose input has a negation must
+    keep one (``¬``, ``!x`` and ``~`` count in the output); ``negation_kept`` is None for other rows.
     """
     in_numbers = numbers(input_text)
     out_numbers = numbers(output)
@@ -151,8 +151,8 @@ def check_row(
         names = code_identifiers(input_text)
         row["identifiers_total"] = len(names)
         row["identifiers_kept"] = sum(contains_name(output, name) for name in names)
-    elif negation(input_text):
-        row["negation_kept"] = negation(output, compressed=True)
+    elif has_negation(input_text):
+        row["negation_kept"] = has_compressed_negation(output)
     return row
 
 
@@ -184,7 +184,10 @@ def summarize(rows: Iterable[Mapping[str, Any]], output_key: str = "generated_ou
         ),
         "negation_kept": _share(sum(negation_rows), len(negation_rows)),
         "chrf": corpus_chrf([r[output_key] for r in rows], [r["expected_output"] for r in rows]),
-        "degenerate": {name: sum(bool(r[name]) for r in rows) for name in DEGENERATE},
+        "degenerate": {
+            **{name: sum(bool(r[name]) for r in rows) for name in DEGENERATE},
+            "any": sum(any(r[name] for name in DEGENERATE) for r in rows),
+        },
     }
     return summary
 

@@ -19,13 +19,6 @@ from compression_layer.io import atomic_open, dumps, iter_lines
 from compression_layer.tokens import count_tokens, token_ratio
 
 
-def negation(text: str, compressed: bool = False) -> bool:
-    """The sanitize stage's negation detector (rule C), so both stages agree on what a negation is."""
-    from compression_layer.data.sanitize import has_negation
-
-    return has_negation(text, compressed=compressed)
-
-
 def output_row(test: TestRow, output: str, input_tokens: int, unfinished: bool = False) -> dict[str, Any]:
     """Token counts, ratios and fidelity checks of one output (the adapter's or a baseline's)."""
     output_tokens = count_tokens(output)
@@ -35,7 +28,7 @@ def output_row(test: TestRow, output: str, input_tokens: int, unfinished: bool =
         "char_ratio": len(output) / len(test.input_text) if test.input_text else 1.0,
         **check_row(
             test.input_text, output, test.expected_output, test.domain,
-            input_tokens, output_tokens, unfinished, negation,
+            input_tokens, output_tokens, unfinished,
         ),
     }  # fmt: skip
 

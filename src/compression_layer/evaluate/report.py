@@ -59,36 +59,35 @@ def build_metrics(
 def _fmt(value: Any, percent: bool = False) -> str:
     if value is None:
         return "-"
-    if percent:
-        return f"{100 * value:.1f}%"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+    return f"{100 * value:.1f}" if percent else f"{value:.1f}"
 
 
 def _table_row(name: str, summary: dict[str, Any]) -> list[str]:
     ratio = summary["token_ratio"]
-    degenerate = summary["degenerate"]
     return [
         name, str(summary["rows"]), _fmt(ratio["mean"], True), _fmt(ratio["median"], True), _fmt(ratio["p90"], True),
         _fmt(ratio["pooled"], True), _fmt(summary["numbers_kept"], True), _fmt(summary["identifiers_kept"], True),
-        _fmt(summary["negation_kept"], True), _fmt(summary["chrf"]), str(sum(degenerate.values())),
+        _fmt(summary["negation_kept"], True), _fmt(summary["chrf"]), str(summary["degenerate"]["any"]),
     ]  # fmt: skip
 
 
 def summary_table(metrics: dict[str, Any]):
-    """A rich Table: the adapter overall and per domain, then each baseline."""
+    """A rich Table: the adapter overall and per domain, then each baseline at the adapter's ratio."""
     from rich.table import Table
 
-    table = Table(title="evaluation (token ratio = cl100k out / in; lower is denser)")
-    table.add_column("")
-    for column in ("rows", "mean", "median", "p90", "pooled", "numbers kept", "identifiers kept",
-                   "negation kept", "chrF", "degenerate"):  # fmt: skip
-        table.add_column(column, justify="right")
+    table = Table(
+        title="token ratio % (cl100k out/in, lower is denser) | kept % | chrF vs expected | degenerate rows",
+        caption=f"baselines at the adapter's pooled ratio ({_fmt(metrics['baselines']['ratio'], True)}%)",
+    )
+    table.add_column("", no_wrap=True)
+    for column in ("rows", "mean", "median", "p90", "pooled", "numbers", "idents", "negation", "chrF", "degen."):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_row(*_table_row("adapter", metrics))
     for domain, summary in metrics["by_domain"].items():
         table.add_row(*_table_row(f"  {domain}", summary))
     table.add_section()
     for name in BASELINES:
-        table.add_row(*_table_row(f"{name} baseline", metrics["baselines"][name]))
+        table.add_row(*_table_row(name, metrics["baselines"][name]))
     return table
 
 
@@ -97,6 +96,8 @@ def print_summary(metrics: dict[str, Any], console=None) -> None:
     from rich.console import Console
 
     console = console or Console()
+    if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
+        console.width = max(console.width, 110)
     console.print(summary_table(metrics))
     if metrics.get("test_loss") is not None:
         console.print(

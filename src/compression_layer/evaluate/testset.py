@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compression_layer.data.chat import USER_PREFIX
+from compression_layer.data.rules import is_code
+from compression_layer.data.sanitize import extract
 from compression_layer.evaluate.generate import EvaluateError
 from compression_layer.io import iter_lines
 
@@ -25,33 +26,12 @@ class TestRow:
     record: dict[str, Any]
 
 
-def _message(record: dict[str, Any], role: str) -> str | None:
-    found = None
-    for message in record.get("messages") or []:
-        if isinstance(message, dict) and message.get("role") == role and isinstance(message.get("content"), str):
-            found = message["content"]  # a later message of the same role wins, as in sanitize
-    return found
-
-
-def split_record(record: Any) -> tuple[str, str] | None:
-    """(verbose, compressed) of a chat record, or None when it is not one: the user message after its
-    first ``Compress:`` marker and the assistant message, both stripped."""
-    if not isinstance(record, dict):
-        return None
-    user, assistant = _message(record, "user"), _message(record, "assistant")
-    marker = USER_PREFIX.rstrip("\n")
-    if user is None or assistant is None or marker not in user:
-        return None
-    return user.split(marker, 1)[1].strip(), assistant.strip()
-
-
 def domain_of(record: dict[str, Any], verbose: str) -> str:
-    """The record's own ``domain`` when the split carries one, else the sanitize stage's code detector."""
-    domain = record.get("domain") or (record.get("metadata") or {}).get("domain")
+    """The record's own ``domain`` when it carries one, else the sanitize stage's code detector
+    (the split writes plain chat records, so this is what the pipeline's test rows get)."""
+    domain = record.get("domain")
     if isinstance(domain, str) and domain:
         return domain
-    from compression_layer.data.sanitize import is_code
-
     return "code" if is_code(verbose) else "nl"
 
 
@@ -68,9 +48,9 @@ def read_test_rows(path: str | Path, limit: int | None = None) -> list[TestRow]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise EvaluateError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        pair = split_record(record)
-        if pair is None:
-            raise EvaluateError(f"{path}:{number}: not a chat record with a user 'Compress:' and an assistant message")
+        pair = extract(record)  # the sanitize stage's reading of a chat record
+        if isinstance(pair, str):
+            raise EvaluateError(f"{path}:{number}: not a usable chat record: {pair}")
         verbose, expected = pair
         rows.append(TestRow(len(rows), verbose, expected, domain_of(record, verbose), record))
     if not rows:
