@@ -63,10 +63,13 @@ def test_local_default_is_a_store_in_the_project(tmp_path):
     assert target.artifact_root == (tmp_path.resolve() / "mlartifacts").as_uri()
 
 
-def test_password_in_tracking_uri_is_refused_without_echoing_it(tmp_path):
+def test_credentials_in_tracking_uri_are_refused_without_echoing_them(tmp_path):
     with pytest.raises(TrackingError) as info:
         resolve({"MLFLOW_TRACKING_URI": f"https://user:{TOKEN}@mlflow.example/x"}, tmp_path)
     assert TOKEN not in str(info.value) and "https://mlflow.example/x" in str(info.value)
+    with pytest.raises(TrackingError, match="holds credentials") as info:
+        resolve({"MLFLOW_TRACKING_URI": f"https://{TOKEN}@mlflow.example/x"}, tmp_path)  # a token as user name
+    assert TOKEN not in str(info.value)
 
 
 def test_scrub_and_display_remove_credentials():

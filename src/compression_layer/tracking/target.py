@@ -81,10 +81,12 @@ def resolve(env: Mapping[str, str], project_dir: str | Path) -> Target:
     secrets = secret_values(env)
     uri = env.get("MLFLOW_TRACKING_URI", "").strip()
     if uri:
-        if urlsplit(uri).password:
+        parts = urlsplit(uri)
+        if parts.username or parts.password:
+            # MLflow prints run links built from this URI, credentials included: keep them out of it.
             raise TrackingError(
-                "MLFLOW_TRACKING_URI holds a password; put it in MLFLOW_TRACKING_PASSWORD "
-                f"(or MLFLOW_TRACKING_TOKEN) instead: {display_uri(uri)}"
+                "MLFLOW_TRACKING_URI holds credentials; put them in MLFLOW_TRACKING_USERNAME and "
+                f"MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) instead: {display_uri(uri)}"
             )
         return Target("server", uri, display_uri(uri), {}, secrets=secrets)
 
