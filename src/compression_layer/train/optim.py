@@ -22,16 +22,16 @@ _CLASSES = {
 def build_schedule(config: TrainConfig) -> float | Callable[[Any], Any]:
     """The learning rate per optimizer step: warmup from warmup_init, then constant / cosine / linear.
 
-    Uses mlx-lm's build_schedule (the `lr_schedule:` block of its YAML config). The decay is sized so the
-    last optimizer step reaches min_learning_rate.
+    Uses mlx-lm's build_schedule (the `lr_schedule:` block of its YAML config). mlx optimizers evaluate the
+    schedule at 0, 1, ... for updates 1, 2, ...; mlx-lm's warmup covers updates 1..warmup and the main
+    schedule starts at update warmup + 2. The decay is sized so the last update uses min_learning_rate.
     """
     from mlx_lm.tuner.utils import build_schedule as mlx_build_schedule
 
     lr, steps, warmup = config.learning_rate, config.optimizer_steps, config.warmup_steps
     if config.lr_schedule == "constant" and warmup == 0:
         return lr
-    # Steps are counted from 1; after warmup the main schedule restarts at 0 on step warmup + 1.
-    decay = max(steps - warmup - 1, 1) if warmup else steps
+    decay = max(steps - warmup - 2, 1) if warmup else max(steps - 1, 1)
     if config.lr_schedule == "cosine":
         spec = {"name": "cosine_decay", "arguments": [lr, decay, config.min_learning_rate]}
     elif config.lr_schedule == "linear":

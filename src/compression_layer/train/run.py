@@ -34,6 +34,7 @@ class TrainResult:
     run: dict[str, Any]
     model: Any  # the trained LoRA model (for tests and callers that go on to evaluate)
     optimizer: Any
+    tokenizer: Any
     recorder: Recorder
 
 
@@ -183,6 +184,7 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
         duration_seconds=round(duration, 3),
         model_path=str(model_path),
         model_layers=layers,
+        tokenizer_class=type(getattr(tokenizer, "_tokenizer", tokenizer)).__name__,
         trainable_parameters=trainable,
         total_parameters=total,
         optimizer_steps=loop.optimizer_steps,
@@ -196,4 +198,5 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
     log(f"done: {loop.iterations} iters in {duration:.1f} s | final train_loss {metrics['final_train_loss']} | "
         f"best val_loss {metrics['best_val_loss']} at iter {metrics['best_val_iteration']} | "
         f"{metrics['tokens_per_sec']} tok/s | peak {metrics['peak_memory_gb']} GB")
-    return TrainResult(run_dir=run_dir, metrics=metrics, run=run, model=model, optimizer=optimizer, recorder=recorder)
+    return TrainResult(run_dir=run_dir, metrics=metrics, run=run, model=model, optimizer=optimizer, tokenizer=tokenizer,
+                       recorder=recorder)
