@@ -105,11 +105,10 @@ def build_random_tiny_model(out: Path, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def eval_base_model(request, tmp_path_factory) -> Path:
-    """The embedded tiny model when the shared fixture provides it, else a random one built here."""
-    try:
+    """The embedded tiny model when it has been built, else a random one built here."""
+    if (Path(__file__).resolve().parents[1] / "models/base/tiny-qwen3/model.safetensors").is_file():
         return Path(request.getfixturevalue("tiny_model_path"))
-    except pytest.FixtureLookupError:
-        return build_random_tiny_model(tmp_path_factory.mktemp("eval-model") / "tiny")
+    return build_random_tiny_model(tmp_path_factory.mktemp("eval-model") / "tiny")
 
 
 @pytest.fixture(scope="session")
