@@ -45,7 +45,7 @@ from compression_layer.data.chat import USER_PREFIX, to_chat  # noqa: E402
 DEFAULT_CORPUS = ["data/synthetic/nl_v2.jsonl", "data/synthetic/code_v2.jsonl"]
 DEFAULT_OUT = "models/base/tiny-qwen3"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-MIN_PAIRS = 200  # fewer corpus pairs than this: fall back to generated text
+MIN_PAIRS = 50  # fewer corpus pairs than this: fall back to generated text
 # ChatML as Qwen3-Instruct renders plain messages (no tools, no thinking block).
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
@@ -236,25 +236,16 @@ def fine_tune(model, rows: list[list[int]], *, steps: int, batch_size: int, lr: 
         return ce.sum() / mask.sum()
 
     loss_and_grad = nn.value_and_grad(model, loss_fn)
-    state = [model.state, optimizer.state]
-
-    def step(inputs, targets, mask):
-        loss, grads = loss_and_grad(model, inputs, targets, mask)
-        grads, _ = optim.clip_grad_norm(grads, 1.0)
-        optimizer.update(model, grads)
-        return loss
-
-    step = mx.compile(step, inputs=state, outputs=state)
     losses = []
     for it in range(steps):
         batch = [rows[rng.randrange(len(rows))] for _ in range(batch_size)]
         width = max(len(r) for r in batch)
-        # Pad to a multiple of 32 so the compiled step sees few distinct shapes.
-        width = -(-width // 32) * 32 + 1
         padded = mx.array([r + [0] * (width - len(r)) for r in batch])
         mask = mx.array([[1.0] * (len(r) - 1) + [0.0] * (width - len(r)) for r in batch])
-        loss = step(padded[:, :-1], padded[:, 1:], mask)
-        mx.eval(state, loss)
+        loss, grads = loss_and_grad(model, padded[:, :-1], padded[:, 1:], mask)
+        grads, _ = optim.clip_grad_norm(grads, 1.0)
+        optimizer.update(model, grads)
+        mx.eval(model.parameters(), optimizer.state, loss)
         losses.append(loss.item())
         if (it + 1) % 50 == 0 or it == 0:
             log(f"  step {it + 1:4d}/{steps}  loss {losses[-1]:.3f}")
@@ -306,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", nargs="+", default=DEFAULT_CORPUS, help="raw-pair or chat JSONL files")
     ap.add_argument("--generated", action="store_true", help="ignore the corpus; use templated text only")
     ap.add_argument("--out", default=DEFAULT_OUT, help="output model directory (replaced)")
-    ap.add_argument("--steps", type=int, default=300, help="full fine-tune steps (0 = random weights)")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=200, help="full fine-tune steps (0 = random weights)")
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--max-tokens", type=int, default=256, help="rows are truncated to this many tokens")
     ap.add_argument("--max-pairs", type=int, default=4000, help="use at most this many pairs (seeded sample)")
