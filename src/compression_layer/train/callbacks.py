@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,7 +33,7 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) 
 class RunLog:
     """Human-readable progress: timestamped lines appended to train.log and echoed to stdout."""
 
-    def __init__(self, path: Path, echo: TextIO | None = sys.stdout):
+    def __init__(self, path: Path, echo: TextIO | None = None):
         self.fh = open(path, "a", encoding="utf-8")
         self.echo = echo
 

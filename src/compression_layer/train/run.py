@@ -66,12 +66,13 @@ def train(
     valid_path: str | Path | None,
     run_dir: str | Path,
     metrics_path: str | Path | None = None,
-    echo: TextIO | None = sys.stdout,
+    echo: TextIO | None | bool = True,
     capture_stderr: bool = True,
     callbacks: Sequence[TrainingCallback] = (),
 ) -> TrainResult:
     """Fine-tune ``config.model`` on the train split and write the run dir (and metrics file).
 
+    ``echo``: where train.log lines are echoed (True = the current sys.stdout, None = nowhere).
     ``callbacks`` (mlx-lm TrainingCallbacks) get every report after the run's own recorder.
     """
     from compression_layer.blas import configure_threads
@@ -92,7 +93,7 @@ def train(
         "data": {"train": str(train_path), "valid": str(valid_path) if valid_path else None},
     }
     write_json(run_dir / RUN_FILE, run)
-    log = RunLog(run_dir / "train.log", echo=echo)
+    log = RunLog(run_dir / "train.log", echo=sys.stdout if echo is True else echo or None)
     stderr = tee_stderr(run_dir / "train.err") if capture_stderr else _nothing()
     try:
         with stderr:
