@@ -2,7 +2,8 @@
 
 On Linux the mlx-cpu wheel bundles a reference BLAS (mlx_cpu.libs/libblas-*.so, ~6 GFLOP/s);
 `make setup` (scripts/setup_blas.sh) links that file to Debian's OpenBLAS (~30x faster). What the
-process really mapped is the only reliable answer, so this reads /proc/self/maps after loading MLX.
+process really bound is the only reliable answer, so this asks the dynamic linker which file defines
+the cblas_sgemm that MLX's library calls (dlsym + dladdr), after loading MLX.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ _KINDS = (
     ("openblas", re.compile(r"openblas", re.I)),
     ("mkl", re.compile(r"libmkl_", re.I)),
     ("blis", re.compile(r"libblis", re.I)),
-    ("reference", re.compile(r"/mlx_cpu\.libs/libblas-")),  # the wheel's bundled reference BLAS
+    ("reference", re.compile(r"/mlx_cpu\.libs/libblas-")),  # the wheel's bundled reference BLAS (or its backup)
     ("reference", re.compile(r"/libblas\.so[.\d]*$")),  # a system reference libblas (libblas3)
 )
 
@@ -27,16 +28,41 @@ _KINDS = (
 DEFAULT_OPENBLAS_THREADS = 1
 
 
-def _mapped_libraries() -> list[str]:
-    paths = []
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _libmlx_path() -> str | None:
     with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            parts = line.split(maxsplit=5)
-            if len(parts) == 6 and parts[5].startswith("/") and ".so" in parts[5]:
-                path = parts[5].strip()
-                if path not in paths:
-                    paths.append(path)
-    return paths
+            path = line.split(maxsplit=5)[-1].strip()
+            if os.path.basename(path).startswith("libmlx.so"):
+                return path
+    return None
+
+
+def _cblas_provider() -> str | None:
+    """The file that defines the cblas_sgemm MLX calls, found as the dynamic linker binds it.
+
+    Global scope first (executable, LD_PRELOAD, RTLD_GLOBAL libraries), then libmlx's own dependencies;
+    dladdr names the file, realpath follows setup_blas.sh's symlink. Other copies of OpenBLAS in the
+    process (numpy bundles one) do not count: only the one MLX calls does.
+    """
+    libmlx = _libmlx_path()
+    scopes = [ctypes.CDLL(None)] + ([ctypes.CDLL(libmlx, mode=os.RTLD_NOLOAD)] if libmlx else [])
+    for scope in scopes:
+        try:
+            address = ctypes.cast(scope.cblas_sgemm, ctypes.c_void_p).value
+        except AttributeError:
+            continue
+        info = _DlInfo()
+        libc = ctypes.CDLL(None)
+        dladdr = getattr(libc, "dladdr", None) or ctypes.CDLL("libdl.so.2").dladdr
+        dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        if dladdr(address, ctypes.byref(info)) and info.dli_fname:
+            return os.path.realpath(info.dli_fname.decode())
+    return None
 
 
 def _openblas_info(path: str) -> dict[str, Any]:
@@ -53,7 +79,7 @@ def _openblas_info(path: str) -> dict[str, Any]:
 
 
 def loaded_blas() -> dict[str, Any]:
-    """The BLAS of this process's MLX: {"name": openblas|reference|mkl|blis|accelerate|none, "path", ...}.
+    """The BLAS of this process's MLX: {"name": openblas|reference|mkl|blis|accelerate|other|none, "path"}.
 
     Imports mlx.core first (a no-op when already imported) so the answer is about MLX's library.
     """
@@ -64,15 +90,16 @@ def loaded_blas() -> dict[str, Any]:
         return {"name": "accelerate", "path": "/System/Library/Frameworks/Accelerate.framework"}
     if not os.path.exists("/proc/self/maps"):
         return {"name": "unknown", "path": None}
-    libraries = _mapped_libraries()
+    path = _cblas_provider()
+    if path is None:
+        return {"name": "none", "path": None}  # e.g. a CUDA build with no CPU BLAS
     for name, pattern in _KINDS:
-        for path in libraries:
-            if pattern.search(path):
-                info: dict[str, Any] = {"name": name, "path": path}
-                if name == "openblas":
-                    info.update(_openblas_info(path))
-                return info
-    return {"name": "none", "path": None}
+        if pattern.search(path):
+            info: dict[str, Any] = {"name": name, "path": path}
+            if name == "openblas":
+                info.update(_openblas_info(path))
+            return info
+    return {"name": "other", "path": path}
 
 
 def configure_threads(default: int = DEFAULT_OPENBLAS_THREADS) -> int | None:
