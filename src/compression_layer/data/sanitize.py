@@ -106,16 +106,17 @@ def _check_format(line: int, text: str, is_utf8: bool) -> Decision | _Candidate:
 
 
 def _apply_rules(c: _Candidate, verbose_tokens: int, compressed_tokens: int) -> Decision:
-    code = is_code(c.verbose)
+    lower = c.verbose.lower()
+    code = is_code(c.verbose, lower)
     domain = "code" if code else "nl"
     failure = rule_a(verbose_tokens, compressed_tokens)
     reason = "rule_a_expansion"
     if failure is None:
         failure, reason = rule_b(c.compressed, code), "rule_b_orphan_symbol"
     if failure is None and not code:
-        failure, reason = rule_c(c.verbose, c.compressed), "rule_c_lost_negation"
+        failure, reason = rule_c(c.verbose, c.compressed, lower), "rule_c_lost_negation"
         if failure is None:
-            failure, reason = rule_d(c.verbose, c.compressed), "rule_d_missing_symbol"
+            failure, reason = rule_d(c.verbose, c.compressed, lower), "rule_d_missing_symbol"
     if failure is None:
         return Decision(True, c.text, None, None, domain)
     return _reject(c.line, reason, failure, domain, c.record)
