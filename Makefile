@@ -19,13 +19,15 @@ endif
 # test's clone sharing this venv) sees setup as done, and any change to them reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup_blas.sh | cksum | cut -d' ' -f1)
 
+# The BLAS link is checked on every run (quiet and instant when in place), so a removed or upgraded
+# OpenBLAS or a reinstalled mlx-cpu wheel is repaired without deleting the stamp.
 setup: $(STAMP)
+	@bash scripts/setup_blas.sh $(BIN)/python
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
-	bash scripts/setup_blas.sh $(BIN)/python
 	rm -f $(VENV)/.installed-*
 	touch $@
 
