@@ -108,12 +108,16 @@ def generate_one_at_a_time(
 def generate_batched(
     model: Any, tokenizer: Any, prompts: Sequence[list[int]], max_tokens: int, batch_size: int
 ) -> Iterator[tuple[int, Generation]]:
-    """(index, generation) as each prompt finishes (greedy), with up to ``batch_size`` in flight."""
+    """(index, generation) as each prompt finishes (greedy), with up to ``batch_size`` in flight.
+
+    Prompts go in longest first: batches of similar lengths need less padding, and no long row is
+    left running alone at the end while the other slots sit idle."""
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator, generation_stream
 
     if not prompts:
         return
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     generator = BatchGenerator(
         model,
         stop_tokens=[[t] for t in tokenizer.eos_token_ids],
@@ -121,8 +125,8 @@ def generate_batched(
         prefill_batch_size=batch_size,
     )
     try:
-        uids = generator.insert([list(p) for p in prompts], [max_tokens] * len(prompts))
-        index_of = {uid: i for i, uid in enumerate(uids)}
+        uids = generator.insert([list(prompts[i]) for i in order], [max_tokens] * len(prompts))
+        index_of = {uid: i for uid, i in zip(uids, order)}
         tokens: dict[int, list[int]] = {uid: [] for uid in uids}
         while responses := generator.next_generated():
             for r in responses:

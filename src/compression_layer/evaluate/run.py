@@ -20,17 +20,13 @@ def generate_predictions(
     advance: Callable[[int], None] = lambda n: None,
 ) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
     """Generate ``pending`` rows greedily, write each finished row, and return (rows by test row index,
-    throughput). Batched runs start with the longest prompts: less padding, and no long row left alone
-    at the end while the other slots sit idle."""
+    throughput). Rows finish out of order when batched; ``finalize`` puts the file back in order."""
     prompts = [prompt_tokens(tokenizer, test.input_text) for test in pending]
-    order = list(range(len(pending)))
-    if batch_size > 1:
-        order.sort(key=lambda i: -len(prompts[i]))
     done: dict[int, dict[str, Any]] = {}
     generated_tokens = 0
     started = time.perf_counter()
-    for position, generation in generate(model, tokenizer, [prompts[i] for i in order], max_tokens, batch_size):
-        test = pending[order[position]]
+    for position, generation in generate(model, tokenizer, prompts, max_tokens, batch_size):
+        test = pending[position]
         row = prediction(test, generation)
         writer.write(row)
         done[test.row] = row

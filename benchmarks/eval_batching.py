@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Evaluate-stage generation: batched (batch 16) vs one prompt at a time, same adapter and test rows.
+
+    python benchmarks/eval_batching.py                       # embedded model, 48 rows, 128 new tokens
+    python benchmarks/eval_batching.py --rows 64 --max-tokens 256 --batch-size 16 --model DIR --adapter DIR
+
+Adapter: --adapter, else the train stage's models/runs/mlx/latest/adapter when it exists, else a LoRA
+adapter made here (rank 8, small random B). Rows: data/training/test.jsonl when it exists, else the
+verbose texts of data/synthetic/*.jsonl. Both modes run the stage's own code
+(compression_layer.evaluate.generate); every row's greedy output must be identical in both. Throughput is
+generated model tokens (and rows) per second of wall time, prompt processing included. Target: >= 4x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from compression_layer.evaluate import generate as g  # noqa: E402
+from compression_layer.evaluate.testset import read_test_rows  # noqa: E402
+
+
+def test_texts(n: int) -> tuple[list[str], str]:
+    test = ROOT / "data/training/test.jsonl"
+    if test.is_file():
+        return [row.input_text for row in read_test_rows(test, n)], str(test.relative_to(ROOT))
+    texts = []
+    for path in sorted((ROOT / "data/synthetic").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # raw files hold rows that preprocess rejects
+                continue
+            if isinstance(row, dict) and isinstance(row.get("verbose"), str) and row["verbose"].strip():
+                texts.append(row["verbose"].strip())
+    if not texts:
+        raise SystemExit("no test rows: build data/training/test.jsonl (dvc repro sanitize) or data/synthetic")
+    return texts[:n], "data/synthetic/*.jsonl (verbose texts)"
+
+
+def make_adapter(model_path: str, out: Path) -> Path:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model, _ = load(model_path)
+    model.freeze()
+    params = {"rank": 8, "scale": 20.0, "dropout": 0.0}
+    mx.random.seed(0)
+    linear_to_lora_layers(model, 4, params)
+    for _, module in model.named_modules():
+        if hasattr(module, "lora_b"):
+            module.lora_b = mx.random.normal(module.lora_b.shape) * 0.01
+    out.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(out / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+    (out / "adapter_config.json").write_text(json.dumps({"fine_tune_type": "lora", "num_layers": 4, "lora_parameters": params}))
+    return out
+
+
+def timed(model, tokenizer, prompts, max_tokens, batch_size):
+    started = time.perf_counter()
+    out = dict(g.generate(model, tokenizer, prompts, max_tokens, batch_size))
+    seconds = time.perf_counter() - started
+    return out, seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=str(ROOT / "models/base/tiny-qwen3"))
+    p.add_argument("--adapter", type=Path)
+    p.add_argument("--rows", type=int, default=48)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=2, help="Runs of each mode (alternating); the fastest counts.")
+    args = p.parse_args()
+
+    texts, source = test_texts(args.rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = args.adapter
+        if adapter is None:
+            latest = ROOT / "models/runs/mlx/latest/adapter"
+            adapter = latest if (latest / "adapters.safetensors").is_file() else make_adapter(args.model, Path(tmp) / "adapter")
+        model, tokenizer, weights = g.load(args.model, adapter, "best")
+        prompts = [g.prompt_tokens(tokenizer, t) for t in texts]
+        # Warm-up (first-call allocation), not timed.
+        dict(g.generate(model, tokenizer, prompts[:2], 8, 2))
+
+        # Modes alternate and the best time of each counts: other load on the machine hits both alike.
+        single_s = batched_s = float("inf")
+        for _ in range(args.repeats):
+            single, seconds = timed(model, tokenizer, prompts, args.max_tokens, 1)
+            single_s = min(single_s, seconds)
+            batched, seconds = timed(model, tokenizer, prompts, args.max_tokens, args.batch_size)
+            batched_s = min(batched_s, seconds)
+
+    different = [i for i in range(len(prompts)) if single[i] != batched[i]]
+    prompt_tokens = sum(len(x) for x in prompts)
+    print(f"model {args.model}, adapter {weights}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"best of {args.repeats} runs per mode")  # fmt: skip
+    print(f"{len(prompts)} rows from {source}: {prompt_tokens} prompt tokens (mean {prompt_tokens / len(prompts):.0f}), "
+          f"max_tokens {args.max_tokens}, greedy")  # fmt: skip
+    print(f"{'':<22}{'seconds':>9}{'gen tokens':>12}{'tokens/s':>10}{'rows/s':>9}{'unfinished':>12}")
+    rates = {}
+    for name, out, seconds in (("one at a time", single, single_s), (f"batch {args.batch_size}", batched, batched_s)):
+        tokens = sum(gen.tokens for gen in out.values())
+        unfinished = sum(gen.unfinished for gen in out.values())
+        rates[name] = tokens / seconds
+        print(f"{name:<22}{seconds:>9.2f}{tokens:>12}{tokens / seconds:>10.1f}{len(out) / seconds:>9.2f}{unfinished:>12}")
+    print(f"speed-up (batch {args.batch_size} / one at a time): {single_s / batched_s:.2f}x  (target >= 4x)")
+    print(f"identical greedy outputs: {len(prompts) - len(different)}/{len(prompts)} rows"
+          + (f"; differing rows: {different}" if different else ""))  # fmt: skip
+    if different:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
