@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
-from compression_layer.data.jsonl import DataError, write_record
+from compression_layer.data.jsonl import DataError
 from compression_layer.data.report import print_summary
 from compression_layer.data.split import SPLITS, iter_split, new_stats, plan_split, source_paths
 from compression_layer.io import atomic_open, write_json
@@ -47,19 +48,28 @@ def resolve_params(args: argparse.Namespace) -> SplitParams:
     return build(SplitParams, given, "split")
 
 
+def _existing_parent(path: Path) -> Path:
+    """The nearest existing folder at or above ``path`` (the scratch file goes there, not in /tmp)."""
+    while not path.is_dir():
+        path = path.parent
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         params = resolve_params(args)
         sources = source_paths(args.input)
         stats = new_stats()
-        plan = plan_split(sources, params, stats)
         output = Path(args.output)
         with contextlib.ExitStack() as stack:
+            # Chat lines wait in an unnamed scratch file (gone on close) while the splits are drawn.
+            scratch = stack.enter_context(tempfile.TemporaryFile(prefix="split-", dir=_existing_parent(output)))
+            plan = plan_split(sources, params, stats, scratch)
             for name in SPLITS:
-                fh = stack.enter_context(atomic_open(output / f"{name}.jsonl"))
-                for record, domain in iter_split(plan, name):
-                    write_record(fh, record)
+                fh = stack.enter_context(atomic_open(output / f"{name}.jsonl", "wb"))
+                for line, domain in iter_split(plan, name):
+                    fh.write(line)
                     stats.keep(domain)
             stats.check()  # inside the block: a mismatch leaves no output behind
         summary = stats.as_dict()

@@ -10,12 +10,15 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from compression_layer.data.chat import SYSTEM_PROMPT
-from compression_layer.data.split import iter_split, new_stats, plan_split, source_paths
+from compression_layer.data.chat import to_chat
+from compression_layer.data.split import chat_line, iter_split, new_stats, plan_split, source_paths
+from compression_layer.io import dumps
 from compression_layer.params import ParamsError, SplitParams, build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,13 +39,15 @@ def write_validated(folder: Path, nl: list[dict], code: list[dict]) -> Path:
 
 def run_split(folder: Path, params: SplitParams) -> tuple[dict[str, list[dict]], dict]:
     stats = new_stats()
-    plan = plan_split(source_paths(folder), params, stats)
     out = {}
-    for name in ("train", "valid", "test"):
-        out[name] = []
-        for record, domain in iter_split(plan, name):
-            out[name].append(record)
-            stats.keep(domain)
+    with tempfile.TemporaryFile() as scratch:
+        plan = plan_split(source_paths(folder), params, stats, scratch)
+        for name in ("train", "valid", "test"):
+            out[name] = []
+            for line, domain in iter_split(plan, name):
+                assert line.endswith(b"\n") and line.count(b"\n") == 1
+                out[name].append(json.loads(line))
+                stats.keep(domain)
     stats.check()
     return out, stats.as_dict()
 
@@ -92,6 +97,15 @@ def test_chat_record_format(tmp_path):
     ]}
     assert SYSTEM_PROMPT.startswith("You are a semantic compression engine.") and SYSTEM_PROMPT.endswith(
         "symbols (→ | + @). Never lose information.")
+
+
+def test_chat_lines_are_dumps_of_the_chat_record():
+    rng = random.Random(3)
+    alphabet = ['"', "\\", "\n", "\t", "\x01", "\x7f", "é", "→", "😀", "\u2028", "/", "a", " ", "\ue000"]
+    for _ in range(500):
+        verbose, compressed = ("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2))
+        assert chat_line(verbose, compressed) == (dumps(to_chat(verbose, compressed)) + "\n").encode("utf-8")
+    assert json.loads(chat_line("a\ud800", "b")) == to_chat("a\ud800", "b")  # lone surrogate: escaped, same value
 
 
 def test_duplicates_are_collapsed_to_the_first_occurrence(tmp_path):

@@ -8,9 +8,10 @@ Duplicates: rows are keyed by their verbose text (the model input). The first oc
 reading order (NL file, then code file), is kept; every later one is collapsed (counted, not
 written), before shuffling, so a text can never land in two splits.
 
-Memory: the rows themselves are not held. Pass 1 records, per kept row, where its line is
-(file, byte offset, length: three machine integers) plus a 16-byte digest of its verbose text
-for duplicate detection; pass 2 reads each row back by offset when its split is written.
+Memory: the rows themselves are not held. Pass 1 parses each row once, writes its chat record
+to a scratch file and keeps only where that line is (byte offset and length: two machine
+integers) plus a 16-byte digest of its verbose text for duplicate detection; pass 2 copies the
+lines, in each split's shuffled order, from the scratch file to the split files (no re-parsing).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import random
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import IO, Any, Iterator, Sequence
 
 from compression_layer.data.chat import to_chat
 from compression_layer.data.jsonl import DataError
+from compression_layer.io import dumps
 from compression_layer.data.stats import StageStats
 from compression_layer.params import SplitParams
 
@@ -41,11 +43,11 @@ class SplitError(DataError):
 
 @dataclass
 class SplitPlan:
-    """Where each kept row is, and which rows make each split (as row handles, in output order)."""
+    """Where each kept row's chat line is in the scratch file, and which rows make each split
+    (row handles, in output order)."""
 
-    sources: list[Path]
+    scratch: IO[bytes]
     domains: list[str] = field(default_factory=list)
-    file_no: array = field(default_factory=lambda: array("b"))
     offset: array = field(default_factory=lambda: array("q"))
     length: array = field(default_factory=lambda: array("q"))
     domain_no: array = field(default_factory=lambda: array("h"))
@@ -93,16 +95,31 @@ def _row_fields(row: Any, where: str) -> tuple[str, str, bool]:
     return verbose, domain, bool(passed)
 
 
-def index_rows(sources: Sequence[Path], stats: StageStats) -> SplitPlan:
-    """Pass 1: read every row once; record where kept rows are; collapse duplicates."""
-    plan = SplitPlan(sources=list(sources))
+# dumps(to_chat(verbose, compressed)) is the same text whatever the two strings are, except for
+# their escaped forms; JSON escapes character by character, so the line is assembled from the
+# constant parts and dumps() of each string, without encoding the system prompt again per row.
+_V, _C = "\ue000verbose\ue000", "\ue000compressed\ue000"
+_HEAD, _REST = dumps(to_chat(_V, _C)).split(_V)
+_MIDDLE, _TAIL = _REST.split(_C)
+
+
+def chat_line(verbose: str, compressed: str) -> bytes:
+    """``dumps(to_chat(verbose, compressed)) + "\\n"`` as UTF-8 bytes."""
+    try:
+        return (_HEAD + dumps(verbose)[1:-1] + _MIDDLE + dumps(compressed)[1:-1] + _TAIL + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from a \\udXXX escape): keep it escaped
+        return (json.dumps(to_chat(verbose, compressed)) + "\n").encode("ascii")
+
+
+def index_rows(sources: Sequence[Path], stats: StageStats, scratch: IO[bytes]) -> SplitPlan:
+    """Pass 1: read and parse every row once; write kept rows' chat lines to ``scratch``; collapse duplicates."""
+    plan = SplitPlan(scratch=scratch)
     domain_ids: dict[str, int] = {}
     seen: set[bytes] = set()
-    for file_no, path in enumerate(plan.sources):
+    written = 0
+    for path in sources:
         with open(path, "rb") as fh:
-            offset = 0
             for number, raw in enumerate(fh, start=1):
-                start, offset = offset, offset + len(raw)
                 where = f"{path}:{number}"
                 try:
                     text = raw.decode("utf-8")
@@ -127,10 +144,13 @@ def index_rows(sources: Sequence[Path], stats: StageStats) -> SplitPlan:
                 if domain not in domain_ids:
                     domain_ids[domain] = len(plan.domains)
                     plan.domains.append(domain)
-                plan.file_no.append(file_no)
-                plan.offset.append(start)
-                plan.length.append(len(raw))
+                line = chat_line(verbose, row["compressed"])
+                scratch.write(line)
+                plan.offset.append(written)
+                plan.length.append(len(line))
                 plan.domain_no.append(domain_ids[domain])
+                written += len(line)
+    scratch.flush()
     return plan
 
 
@@ -157,20 +177,15 @@ def assign_splits(plan: SplitPlan, params: SplitParams) -> None:
     plan.splits = splits
 
 
-def plan_split(sources: Sequence[Path], params: SplitParams, stats: StageStats) -> SplitPlan:
-    plan = index_rows(sources, stats)
+def plan_split(sources: Sequence[Path], params: SplitParams, stats: StageStats, scratch: IO[bytes]) -> SplitPlan:
+    """Pass 1 and the assignment; ``scratch`` is a binary file (e.g. ``tempfile.TemporaryFile``)."""
+    plan = index_rows(sources, stats, scratch)
     assign_splits(plan, params)
     return plan
 
 
-def iter_split(plan: SplitPlan, name: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """Pass 2: ``(chat record, domain)`` of each row of split ``name``, read back by offset."""
-    fds = [os.open(path, os.O_RDONLY) for path in plan.sources]
-    try:
-        for row in plan.splits[name]:
-            raw = os.pread(fds[plan.file_no[row]], plan.length[row], plan.offset[row])
-            pair = json.loads(raw.decode("utf-8"))
-            yield to_chat(pair["verbose"], pair["compressed"]), plan.domains[plan.domain_no[row]]
-    finally:
-        for fd in fds:
-            os.close(fd)
+def iter_split(plan: SplitPlan, name: str) -> Iterator[tuple[bytes, str]]:
+    """Pass 2: ``(chat line as UTF-8 bytes, domain)`` of each row of split ``name``, in order."""
+    fd = plan.scratch.fileno()
+    for row in plan.splits[name]:
+        yield os.pread(fd, plan.length[row], plan.offset[row]), plan.domains[plan.domain_no[row]]
