@@ -131,5 +131,5 @@ def test_unreachable_endpoint_fails_and_changes_nothing(tmp_path, s3_server, pus
     _configure(clone, f"http://127.0.0.1:{_free_port()}", "AKIAANY", "any")
     proc = run(["dvc", "pull", "--allow-missing", "sanitize"], clone, check=False, timeout=120)
     assert proc.returncode != 0
-    assert "ERROR" in proc.stderr + proc.stdout
+    assert "Could not connect to the endpoint URL" in proc.stderr + proc.stdout, proc.stderr
     assert not any((clone / rel).exists() for rel in PUSHED)
