@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 from compression_layer.data.clean import clean_compressed
 from compression_layer.data.stats import StageStats
-from compression_layer.data.token_batches import counted_batches
+from compression_layer.data.token_batches import decide_lines
 from compression_layer.params import PreprocessParams
 from compression_layer.tokens import count_tokens, token_ratio
 
@@ -130,31 +130,9 @@ def preprocess_lines(
     Rows are checked in batches; the token counts of a batch's candidates are computed in worker
     threads while the next batch is checked, so memory is bounded by a few batches.
     """
-
-    def batches() -> Iterator[list[Decision | _Candidate]]:
-        batch: list[Decision | _Candidate] = []
-        for line, text, is_utf8 in lines:
-            stats.rows_in += 1
-            batch.append(_check(line, text, is_utf8, params))
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    def texts_of(batch: list[Decision | _Candidate]) -> list[str]:
-        texts: list[str] = []
-        for item in batch:
-            if type(item) is _Candidate:
-                texts.append(item.verbose)
-                texts.append(item.compressed)
-        return texts
-
-    for batch, counts in counted_batches(batches(), texts_of, threads=threads):
-        position = 0
-        for item in batch:
-            if type(item) is _Candidate:
-                yield _finish(item, counts[position], counts[position + 1], params)
-                position += 2
-            else:
-                yield item
+    return decide_lines(
+        lines,
+        lambda line, text, is_utf8: _check(line, text, is_utf8, params),
+        lambda candidate, verbose_tokens, compressed_tokens: _finish(candidate, verbose_tokens, compressed_tokens, params),
+        _Candidate, stats, batch_size, threads,
+    )

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 from compression_layer.data.rules import is_code, rule_a, rule_b, rule_c, rule_d
 from compression_layer.data.stats import StageStats
-from compression_layer.data.token_batches import counted_batches
+from compression_layer.data.token_batches import decide_lines
 from compression_layer.tokens import count_tokens
 
 REASONS = ("bad_format", "rule_a_expansion", "rule_b_orphan_symbol", "rule_c_lost_negation", "rule_d_missing_symbol")
@@ -136,32 +136,9 @@ def sanitize_lines(
     batch_size: int = 512,
     threads: int | None = None,
 ) -> Iterator[Decision]:
-    """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``."""
+    """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``.
 
-    def batches() -> Iterator[list[Decision | _Candidate]]:
-        batch: list[Decision | _Candidate] = []
-        for line, text, is_utf8 in lines:
-            stats.rows_in += 1
-            batch.append(_check_format(line, text, is_utf8))
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    def texts_of(batch: list[Decision | _Candidate]) -> list[str]:
-        texts: list[str] = []
-        for item in batch:
-            if type(item) is _Candidate:
-                texts.append(item.verbose)
-                texts.append(item.compressed)
-        return texts
-
-    for batch, counts in counted_batches(batches(), texts_of, threads=threads):
-        position = 0
-        for item in batch:
-            if type(item) is _Candidate:
-                yield _apply_rules(item, counts[position], counts[position + 1])
-                position += 2
-            else:
-                yield item
+    Rows are checked in batches; the token counts of a batch's candidates are computed in worker
+    threads while the next batch is checked, so memory is bounded by a few batches.
+    """
+    return decide_lines(lines, _check_format, _apply_rules, _Candidate, stats, batch_size, threads)

@@ -13,11 +13,12 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from compression_layer.tokens import encoding
 
 B = TypeVar("B")
+D = TypeVar("D")
 
 # cl100k_base splits " \x00\n" into a piece of its own (a space, a punctuation run, its newline)
 # whenever the text before it ends and the text after it starts with a non-space character: no
@@ -107,3 +108,48 @@ def _finish(batch: B, futures: list[Future[list[int]]]) -> tuple[B, list[int]]:
     for future in futures:
         counts.extend(future.result())
     return batch, counts
+
+
+def decide_lines(
+    lines: Iterable[tuple[int, str, bool]],
+    check: Callable[[int, str, bool], Any],
+    finish: Callable[[Any, int, int], D],
+    candidate: type,
+    stats: Any,
+    batch_size: int = 512,
+    threads: int | None = None,
+) -> Iterator[D]:
+    """The decision on every ``(line number, text, is_utf8)``, in input order.
+
+    ``check`` decides what it can without tokens; what it returns as a ``candidate`` (an object
+    with ``verbose`` and ``compressed``) is decided by ``finish(candidate, verbose tokens,
+    compressed tokens)`` once its batch is counted. ``stats.rows_in`` counts the lines read.
+    """
+
+    def batches() -> Iterator[list[Any]]:
+        batch: list[Any] = []
+        for line, text, is_utf8 in lines:
+            stats.rows_in += 1
+            batch.append(check(line, text, is_utf8))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def texts_of(batch: list[Any]) -> list[str]:
+        texts: list[str] = []
+        for item in batch:
+            if type(item) is candidate:
+                texts.append(item.verbose)
+                texts.append(item.compressed)
+        return texts
+
+    for batch, counts in counted_batches(batches(), texts_of, threads=threads):
+        position = 0
+        for item in batch:
+            if type(item) is candidate:
+                yield finish(item, counts[position], counts[position + 1])
+                position += 2
+            else:
+                yield item
