@@ -22,7 +22,6 @@ from typing import Any
 from compression_layer.compress.adapter import CHECKPOINTS, DEFAULT_ADAPTER
 from compression_layer.compress.compressor import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS, Compression
 from compression_layer.compress.errors import CompressError, InputTooLongError
-from compression_layer.data.sanitize import extract
 from compression_layer.io import atomic_open, dumps, iter_lines
 
 TEXT_FIELDS = ("text", "verbose")
@@ -84,6 +83,8 @@ def _read_text(name: str) -> str:
 
 def _jsonl_rows(name: str) -> list[tuple[int, dict[str, Any], str]]:
     """(line number, row, text) per non-blank line; a row without usable text is an error naming its line."""
+    from compression_layer.data.sanitize import extract  # chat records read as the evaluate stage reads them
+
     lines = enumerate(sys.stdin.read().splitlines(), 1) if name == "-" else iter_lines(name)
     rows = []
     try:

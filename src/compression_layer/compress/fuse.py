@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,8 @@ def _check_gguf(config: dict[str, Any], de_quantize: bool) -> None:
     if model_type not in GGUF_MODEL_TYPES:
         version = importlib.metadata.version("mlx-lm")
         raise CompressError(
-            f"GGUF export: mlx-lm {version} converts only {', '.join(GGUF_MODEL_TYPES)} models, not {model_type}; "
-            "fuse without --gguf (add --de-quantize for a float folder llama.cpp's converter can read)"
+            f"GGUF export: mlx-lm {version} converts only llama, mistral and mixtral models, not {model_type}: "
+            "fuse without --gguf"
         )
     if "quantization" in config and not de_quantize:
         raise CompressError("GGUF export needs unquantized weights: add --de-quantize")
@@ -108,13 +109,15 @@ def fuse(output: str | Path, adapter_path: str | Path = DEFAULT_ADAPTER, model: 
         if gguf:
             from mlx.utils import tree_flatten
 
-            convert_to_gguf(partial, dict(tree_flatten(lm.parameters())), config, str(partial / GGUF_FILE))
+            with contextlib.redirect_stdout(io.StringIO()):  # its progress lines name the temporary folder
+                convert_to_gguf(partial, dict(tree_flatten(lm.parameters())), config, str(partial / GGUF_FILE))
             gguf_path = output / GGUF_FILE
         write_json(partial / FUSE_RECORD, {
-            "base_model": name, "adapter": str(adapter.path), "adapter_weights": str(weights),
+            "base_model": name, "adapter": str(adapter.path.resolve()), "adapter_weights": str(weights.resolve()),
             "checkpoint": checkpoint, "de_quantized": de_quantize, "quantization": config.get("quantization"),
             "max_seq_length": adapter.max_seq_length, "gguf": GGUF_FILE if gguf else None,
         })  # fmt: skip
+        (partial / FUSE_RECORD).chmod(0o644)  # written through a private temp file; the model folder is shared
         if output.exists():
             old = output.with_name(f".{output.name}.old")
             shutil.rmtree(old, ignore_errors=True)
