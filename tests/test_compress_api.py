@@ -79,7 +79,8 @@ def test_stats_count_cl100k_tokens_of_input_and_output(compressor):
     assert (blank.text, blank.input_tokens, blank.output_tokens) == ("", 0, 0)
     assert first.stats() == {"input_tokens": first.input_tokens, "output_tokens": first.output_tokens,
                              "token_ratio": first.token_ratio, "truncated": False,
-                             "finish_reason": first.finish_reason}  # fmt: skip
+                             "finish_reason": first.finish_reason, "model_tokens": first.model_tokens}  # fmt: skip
+    assert 0 < first.model_tokens <= MAX_TOKENS and (first.model_tokens == MAX_TOKENS) == (first.finish_reason == "length")
     assert compressor.compress(TEXTS[1], stats=True) == first
 
 

@@ -43,6 +43,7 @@ def test_jsonl_of_the_test_split_gives_the_evaluate_stage_predictions(tmp_path, 
         assert row["input_tokens"] == pred["input_tokens"] and row["output_tokens"] == pred["output_tokens"]
         assert row["token_ratio"] == pytest.approx(pred["token_ratio"])
         assert row["finish_reason"] == pred["finish_reason"] and row["truncated"] is False
+        assert row["model_tokens"] == pred["generated_model_tokens"]
     assert len({r["compressed"] for r in rows}) > 1
 
 

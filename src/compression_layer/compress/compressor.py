@@ -38,6 +38,7 @@ class Compression:
     token_ratio: float
     truncated: bool  # the input was cut to fit max_seq_length
     finish_reason: str  # "stop", or "length" when max_tokens cut the output short
+    model_tokens: int  # tokens the model generated (its own tokenizer; what max_tokens counts)
 
     def stats(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "text"}
@@ -153,11 +154,14 @@ class Compressor:
             return outputs
         used = [text for _, text, _ in prepared]
         counts = count_tokens_batch(used + outputs)
-        return [
-            Compression(out, counts[i], counts[len(used) + i], token_ratio(counts[len(used) + i], counts[i]),
-                        prepared[i][2], results[i].finish_reason if i in results else "stop")
-            for i, out in enumerate(outputs)
-        ]  # fmt: skip
+        compressions = []
+        for i, out in enumerate(outputs):
+            generation = results.get(i)
+            compressions.append(Compression(
+                out, counts[i], counts[len(used) + i], token_ratio(counts[len(used) + i], counts[i]), prepared[i][2],
+                generation.finish_reason if generation else "stop", generation.tokens if generation else 0,
+            ))  # fmt: skip
+        return compressions
 
     def compress(self, text: str, *, stats: bool = False, truncate: bool | None = None,
                  max_tokens: int | None = None) -> str | Compression:  # fmt: skip
