@@ -153,3 +153,14 @@ def test_bad_arguments_are_one_line_errors(compressor):
         Compressor.load(checkpoint="newest")
     with pytest.raises(CompressError, match="no adapter and no model"):
         Compressor.load(None)
+
+
+def test_adapter_trained_on_a_hub_id_finds_its_cached_snapshot(tmp_path, hub_layout_model, compressor):
+    adapter = make_adapter(hub_layout_model, tmp_path / "adapter")  # adapter_config: model = the hub id
+    assert json.loads((adapter / "adapter_config.json").read_text())["model"] == hub_layout_model
+    c = Compressor.load(adapter, max_tokens=MAX_TOKENS)  # offline: the snapshot in the HF cache
+    assert "snapshots" in c.model_name
+    assert Compressor.load(adapter, hub_layout_model).model_name == c.model_name
+    assert Compressor.load(adapter, c.model_name).model_name == c.model_name  # the snapshot folder itself
+    with pytest.raises(ModelMismatchError, match=f"trained on base model '{hub_layout_model}'"):
+        Compressor.load(adapter, "tiny-org/other-model")

@@ -49,6 +49,8 @@ def test_fused_model_generates_what_base_plus_adapter_generates(fused, eval_adap
     expected = with_adapter.compress_many(TEXTS, batch_size=4)
     assert alone.compress_many(TEXTS, batch_size=4) == expected
     assert [alone.compress(t) for t in TEXTS[:3]] == expected[:3]
+    proc = cli("compress", "--model", path, "--no-adapter", "--max-tokens", MAX_TOKENS, TEXTS[0], cwd=path.parent)
+    assert proc.stdout == expected[0] + "\n"
     assert len(set(expected)) > 1
     record = json.loads((path / FUSE_RECORD).read_text())
     assert record["adapter"] == str(eval_adapter.resolve()) and record["de_quantized"] is False
