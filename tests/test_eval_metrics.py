@@ -54,6 +54,10 @@ def test_repeated_lines():
     assert m.has_repeated_lines("name: Ann\nage: 3\nname: Ann")
     assert not m.has_repeated_lines("}\n}\nreturn x")  # short lines such as a brace do not count
     assert not m.has_repeated_lines("one line")
+    # a line the input itself repeats is not a loop, unless the output repeats it more often
+    code = "if a:\n    return None\nif b:\n    return None"
+    assert not m.has_repeated_lines(code, code)
+    assert m.has_repeated_lines(code + "\n    return None", code)
 
 
 def test_check_row_code_counts_numbers_identifiers_and_degenerate_flags():

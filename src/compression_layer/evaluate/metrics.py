@@ -109,11 +109,16 @@ def _chrf_metric():
 # ---- degenerate outputs ----------------------------------------------------------------------
 
 
-def has_repeated_lines(text: str, min_chars: int = 3) -> bool:
-    """The same non-blank line (stripped, at least ``min_chars`` long) occurs twice or more: a model
-    stuck in a loop. Short lines such as a lone ``}`` are ignored."""
-    lines = Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= min_chars)
-    return any(count > 1 for count in lines.values())
+def _line_counts(text: str, min_chars: int) -> Counter:
+    return Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= min_chars)
+
+
+def has_repeated_lines(text: str, source: str = "", min_chars: int = 3) -> bool:
+    """A non-blank line (stripped, at least ``min_chars`` long) occurs twice or more, and more often
+    than in ``source`` (the input): a model stuck in a loop, not code that repeats a line itself.
+    Short lines such as a lone ``}`` are ignored."""
+    source_counts = _line_counts(source, min_chars)
+    return any(count > 1 and count > source_counts[line] for line, count in _line_counts(text, min_chars).items())
 
 
 # ---- one row ---------------------------------------------------------------------------------
@@ -144,7 +149,7 @@ def check_row(
         "chrf": chrf(output, expected),
         "empty": not output.strip(),
         "longer_than_input": output_tokens > input_tokens,
-        "repeated_lines": has_repeated_lines(output),
+        "repeated_lines": has_repeated_lines(output, input_text),
         "unfinished": bool(unfinished),
     }
     if domain == "code":
