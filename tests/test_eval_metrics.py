@@ -16,7 +16,6 @@ def test_percentile_matches_linear_interpolation():
 
 def test_ratio_stats_mean_median_p90_and_pooled():
     stats = m.ratio_stats([10, 20, 30, 40], [5, 5, 30, 10])  # ratios 0.5, 0.25, 1.0, 0.25
-    assert stats["rows"] == 4
     assert stats["mean"] == pytest.approx(0.5)
     assert stats["median"] == pytest.approx(0.375)
     assert stats["p90"] == pytest.approx(0.85)  # rank 2.7 between 0.5 and 1.0

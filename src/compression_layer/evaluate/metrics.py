@@ -34,9 +34,8 @@ def ratio_stats(input_tokens: Sequence[int], output_tokens: Sequence[int]) -> di
     """Mean, median and p90 of the per-row token ratios, and the pooled ratio sum(out) / sum(in)."""
     ratios = [token_ratio(o, i) for i, o in zip(input_tokens, output_tokens)]
     if not ratios:
-        return {"rows": 0, "mean": None, "median": None, "p90": None, "pooled": None}
+        return {"mean": None, "median": None, "p90": None, "pooled": None}
     return {
-        "rows": len(ratios),
         "mean": sum(ratios) / len(ratios),
         "median": percentile(ratios, 50),
         "p90": percentile(ratios, 90),
