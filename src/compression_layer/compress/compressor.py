@@ -57,8 +57,17 @@ def _fused_max_seq_length(model: str) -> int | None:
 class Compressor:
     """A loaded model (with its adapter applied) that compresses texts greedily."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, model_name: str, adapter: Adapter | None = None,
-                 max_seq_length: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS, truncate: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_name: str,
+        adapter: Adapter | None = None,
+        max_seq_length: int | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        truncate: bool = False,
+    ):
         if max_tokens < 1:
             raise CompressError(f"max_tokens must be >= 1, got {max_tokens}")
         self.model, self.tokenizer = model, tokenizer
@@ -66,8 +75,15 @@ class Compressor:
         self.max_seq_length, self.max_tokens, self.truncate = max_seq_length, max_tokens, truncate
 
     @classmethod
-    def load(cls, adapter_path: str | Path | None = DEFAULT_ADAPTER, model: str | None = None,
-             checkpoint: str = "best", *, max_tokens: int = DEFAULT_MAX_TOKENS, truncate: bool = False) -> Compressor:  # fmt: skip
+    def load(
+        cls,
+        adapter_path: str | Path | None = DEFAULT_ADAPTER,
+        model: str | None = None,
+        checkpoint: str = "best",
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        truncate: bool = False,
+    ) -> Compressor:
         """Load the base model (from adapter_config.json unless ``model`` is given) with the adapter's
         ``checkpoint`` ("best", falling back to the final adapters.safetensors, or "last").
         ``adapter_path=None`` loads ``model`` alone, e.g. a folder written by `compression-layer fuse`."""
@@ -130,8 +146,15 @@ class Compressor:
 
     # ---- compression --------------------------------------------------------------------------
 
-    def compress_many(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE, *, stats: bool = False,
-                      truncate: bool | None = None, max_tokens: int | None = None) -> list[str] | list[Compression]:  # fmt: skip
+    def compress_many(
+        self,
+        texts: Sequence[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        stats: bool = False,
+        truncate: bool | None = None,
+        max_tokens: int | None = None,
+    ) -> list[str] | list[Compression]:
         """Compressions of ``texts`` in order (batched greedy generation; ``batch_size=1`` = one at a time).
         With ``stats`` each is a Compression with token counts and ratio; a blank text compresses to ""."""
         if isinstance(texts, str):
@@ -163,8 +186,9 @@ class Compressor:
             ))  # fmt: skip
         return compressions
 
-    def compress(self, text: str, *, stats: bool = False, truncate: bool | None = None,
-                 max_tokens: int | None = None) -> str | Compression:  # fmt: skip
+    def compress(
+        self, text: str, *, stats: bool = False, truncate: bool | None = None, max_tokens: int | None = None
+    ) -> str | Compression:
         """The compression of one text (generated alone), or its Compression with ``stats``."""
         if not isinstance(text, str):
             raise CompressError(f"compress takes one text, got {type(text).__name__}; use compress_many for a list")

@@ -65,8 +65,16 @@ def _check_gguf(config: dict[str, Any], de_quantize: bool) -> None:
         raise CompressError("GGUF export needs unquantized weights: add --de-quantize")
 
 
-def fuse(output: str | Path, adapter_path: str | Path = DEFAULT_ADAPTER, model: str | None = None,
-         checkpoint: str = "best", *, de_quantize: bool = False, gguf: bool = False, overwrite: bool = False) -> FuseResult:  # fmt: skip
+def fuse(
+    output: str | Path,
+    adapter_path: str | Path = DEFAULT_ADAPTER,
+    model: str | None = None,
+    checkpoint: str = "best",
+    *,
+    de_quantize: bool = False,
+    gguf: bool = False,
+    overwrite: bool = False,
+) -> FuseResult:
     """Write base model + adapter as one model folder at ``output`` that ``mlx_lm.load`` reads alone.
 
     A quantized base stays quantized (the fused weights re-quantized with its bits and group size)
