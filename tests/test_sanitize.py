@@ -266,7 +266,7 @@ def fuzz_lines(seed: int, n: int) -> list[str]:
 def test_matches_a_plain_reading_of_the_spec(seed):
     lines = fuzz_lines(seed, 2000) + [data_corpus.chat_line(random.Random(seed * 1000 + i)) for i in range(300)]
     stats = new_stats()
-    streamed = list(sanitize_lines(((i, t, True) for i, t in enumerate(lines, 1)), stats, batch_size=41, threads=2))
+    streamed = list(sanitize_lines(((i, t, True) for i, t in enumerate(lines, 1)), stats, batch_size=41))
     assert len(streamed) == len(lines) == stats.rows_in
     reasons = set()
     for number, (text, decision) in enumerate(zip(lines, streamed), start=1):

@@ -123,16 +123,15 @@ def preprocess_lines(
     params: PreprocessParams,
     stats: StageStats,
     batch_size: int = 512,
-    threads: int | None = None,
 ) -> Iterator[Decision]:
     """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``.
 
-    Rows are checked in batches; the token counts of a batch's candidates are computed in worker
-    threads while the next batch is checked, so memory is bounded by a few batches.
+    Rows are checked in batches by a producer thread while this thread counts the tokens of the
+    previous batch (see token_batches.decide_lines); memory is bounded by a few batches.
     """
     return decide_lines(
         lines,
         lambda line, text, is_utf8: _check(line, text, is_utf8, params),
         lambda candidate, verbose_tokens, compressed_tokens: _finish(candidate, verbose_tokens, compressed_tokens, params),
-        _Candidate, stats, batch_size, threads,
+        _Candidate, stats, batch_size,
     )

@@ -31,11 +31,16 @@ class Decision(NamedTuple):
 
 
 class _Candidate(NamedTuple):
+    """A well-formed row: everything is decided but rule A, which needs the token counts."""
+
     line: int
     text: str
     record: Any
     verbose: str
     compressed: str
+    domain: str
+    reason: str | None  # the first of rules B, C, D that fails, if any
+    detail: str | None
 
 
 def new_stats(stage: str = "sanitize") -> StageStats:
@@ -102,24 +107,27 @@ def _check_format(line: int, text: str, is_utf8: bool) -> Decision | _Candidate:
     pair = extract(record)
     if isinstance(pair, str):
         return _reject(line, "bad_format", pair, UNKNOWN_DOMAIN, record)
-    return _Candidate(line, text, record, pair[0], pair[1])
+    verbose, compressed = pair
+    lower = verbose.lower()
+    code = is_code(verbose, lower)
+    # Rules B, C, D now (they need no tokens); rule A, which comes first, once the tokens are counted.
+    reason, detail = "rule_b_orphan_symbol", rule_b(compressed, code)
+    if detail is None and not code:
+        reason, detail = "rule_c_lost_negation", rule_c(verbose, compressed, lower)
+        if detail is None:
+            reason, detail = "rule_d_missing_symbol", rule_d(verbose, compressed, lower)
+    return _Candidate(line, text, record, verbose, compressed, "code" if code else "nl",
+                      reason if detail is not None else None, detail)
 
 
 def _apply_rules(c: _Candidate, verbose_tokens: int, compressed_tokens: int) -> Decision:
-    lower = c.verbose.lower()
-    code = is_code(c.verbose, lower)
-    domain = "code" if code else "nl"
-    failure = rule_a(verbose_tokens, compressed_tokens)
-    reason = "rule_a_expansion"
-    if failure is None:
-        failure, reason = rule_b(c.compressed, code), "rule_b_orphan_symbol"
-    if failure is None and not code:
-        failure, reason = rule_c(c.verbose, c.compressed, lower), "rule_c_lost_negation"
-        if failure is None:
-            failure, reason = rule_d(c.verbose, c.compressed, lower), "rule_d_missing_symbol"
-    if failure is None:
-        return Decision(True, c.text, None, None, domain)
-    return _reject(c.line, reason, failure, domain, c.record)
+    """Rule A first; otherwise the verdict of rules B, C, D."""
+    detail = rule_a(verbose_tokens, compressed_tokens)
+    if detail is not None:
+        return _reject(c.line, "rule_a_expansion", detail, c.domain, c.record)
+    if c.reason is not None:
+        return _reject(c.line, c.reason, c.detail, c.domain, c.record)
+    return Decision(True, c.text, None, None, c.domain)
 
 
 def decide(line: int, text: str, is_utf8: bool = True) -> Decision:
@@ -134,11 +142,10 @@ def sanitize_lines(
     lines: Iterable[tuple[int, str, bool]],
     stats: StageStats,
     batch_size: int = 512,
-    threads: int | None = None,
 ) -> Iterator[Decision]:
     """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``.
 
-    Rows are checked in batches; the token counts of a batch's candidates are computed in worker
-    threads while the next batch is checked, so memory is bounded by a few batches.
+    Rows are checked in batches by a producer thread while this thread counts the tokens of the
+    previous batch (see token_batches.decide_lines); memory is bounded by a few batches.
     """
-    return decide_lines(lines, _check_format, _apply_rules, _Candidate, stats, batch_size, threads)
+    return decide_lines(lines, _check_format, _apply_rules, _Candidate, stats, batch_size)
