@@ -169,6 +169,18 @@ def test_train_log_is_flushed_at_each_report_and_stderr_lands_in_train_err(tiny_
     assert "probe python stderr 2" in err and "probe fd2 4" in err
 
 
+def test_training_without_a_validation_split(tiny_model_path, tmp_path):
+    from compression_layer.train.run import train
+    from train_support import quick_config
+
+    data = make_data(tmp_path / "data")
+    result = train(quick_config(tiny_model_path), data / "train.jsonl", None, tmp_path / "run", tmp_path / "m.json",
+                   echo=None)
+    assert result.metrics["final_val_loss"] is None and result.metrics["best_val_loss"] is None
+    assert result.metrics["final_train_loss"] is not None
+    assert (tmp_path / "run/history/val.csv").read_text() == "step,val_loss\n"
+
+
 def test_failed_run_leaves_no_run_dir(tiny_model_path, tmp_path):
     data = make_data(tmp_path / "data")
     (tmp_path / "run").mkdir()

@@ -82,6 +82,9 @@ class Recorder(TrainingCallback):
         self.best_val_loss = math.inf
         self.best_val_iteration: int | None = None
         self.checkpoints: list[str] = []
+        # Both files exist from the start (headers only), also for a run without a validation split.
+        write_csv(history_dir / "train.csv", TRAIN_COLUMNS, [])
+        write_csv(history_dir / "val.csv", VAL_COLUMNS, [])
 
     def on_train_loss_report(self, info: dict) -> None:
         row = {
