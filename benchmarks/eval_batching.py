@@ -5,8 +5,8 @@
     python benchmarks/eval_batching.py --rows 64 --max-tokens 256 --batch-size 16 --model DIR --adapter DIR
 
 Adapter: --adapter, else the train stage's models/runs/mlx/latest/adapter when it exists, else a LoRA
-adapter made here (rank 8, small random B). Rows: data/training/test.jsonl when it exists, else the
-verbose texts of data/synthetic/*.jsonl. Both modes run the stage's own code
+adapter made here (rank 8, small random B). Rows: --test (default data/training/test.jsonl) when it
+exists, else the verbose texts of data/synthetic/*.jsonl. Both modes run the stage's own code
 (compression_layer.evaluate.generate); every row's greedy output must be identical in both. Throughput is
 generated model tokens (and rows) per second of wall time, prompt processing included. Target: >= 4x.
 """
@@ -24,14 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from compression_layer.blas import configure_threads, loaded_blas  # noqa: E402
 from compression_layer.evaluate import generate as g  # noqa: E402
 from compression_layer.evaluate.testset import read_test_rows  # noqa: E402
 
 
-def test_texts(n: int) -> tuple[list[str], str]:
-    test = ROOT / "data/training/test.jsonl"
+def test_texts(n: int, test: Path) -> tuple[list[str], str]:
     if test.is_file():
-        return [row.input_text for row in read_test_rows(test, n)], str(test.relative_to(ROOT))
+        return [row.input_text for row in read_test_rows(test, n)], str(test)
     texts = []
     for path in sorted((ROOT / "data/synthetic").glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -69,21 +69,28 @@ def make_adapter(model_path: str, out: Path) -> Path:
 def timed(model, tokenizer, prompts, max_tokens, batch_size):
     started = time.perf_counter()
     out = dict(g.generate(model, tokenizer, prompts, max_tokens, batch_size))
-    seconds = time.perf_counter() - started
-    return out, seconds
+    return out, time.perf_counter() - started
+
+
+def set_threads(threads: int) -> int | None:
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    return configure_threads()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(ROOT / "models/base/tiny-qwen3"))
     p.add_argument("--adapter", type=Path)
+    p.add_argument("--test", type=Path, default=ROOT / "data/training/test.jsonl", help="Chat JSONL test split.")
     p.add_argument("--rows", type=int, default=48)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2, help="Runs of each mode (alternating); the fastest counts.")
+    p.add_argument("--threads", default="1,2", help="OpenBLAS thread counts to try each mode with (the stage uses 1).")
     args = p.parse_args()
+    thread_counts = [int(x) for x in args.threads.split(",")]
 
-    texts, source = test_texts(args.rows)
+    texts, source = test_texts(args.rows, args.test)
     with tempfile.TemporaryDirectory() as tmp:
         adapter = args.adapter
         if adapter is None:
@@ -91,32 +98,38 @@ def main() -> None:
             adapter = latest if (latest / "adapters.safetensors").is_file() else make_adapter(args.model, Path(tmp) / "adapter")
         model, tokenizer, weights = g.load(args.model, adapter, "best")
         prompts = [g.prompt_tokens(tokenizer, t) for t in texts]
-        # Warm-up (first-call allocation), not timed.
-        dict(g.generate(model, tokenizer, prompts[:2], 8, 2))
+        dict(g.generate(model, tokenizer, prompts[:2], 8, 2))  # warm-up (first-call allocations), not timed
 
-        # Modes alternate and the best time of each counts: other load on the machine hits both alike.
-        single_s = batched_s = float("inf")
+        # Every (mode, threads) runs once per round, in turn, and its fastest round counts: load from
+        # other processes on the machine then hits all of them alike.
+        modes = [(bs, th) for bs in (1, args.batch_size) for th in thread_counts]
+        best: dict[tuple[int, int], float] = {}
+        outputs: dict[tuple[int, int], dict] = {}
         for _ in range(args.repeats):
-            single, seconds = timed(model, tokenizer, prompts, args.max_tokens, 1)
-            single_s = min(single_s, seconds)
-            batched, seconds = timed(model, tokenizer, prompts, args.max_tokens, args.batch_size)
-            batched_s = min(batched_s, seconds)
+            for bs, th in modes:
+                set_threads(th)
+                outputs[bs, th], seconds = timed(model, tokenizer, prompts, args.max_tokens, bs)
+                best[bs, th] = min(best.get((bs, th), float("inf")), seconds)
 
-    different = [i for i in range(len(prompts)) if single[i] != batched[i]]
+    reference = outputs[1, thread_counts[0]]
+    different = sorted({i for out in outputs.values() for i in range(len(prompts)) if out[i] != reference[i]})
     prompt_tokens = sum(len(x) for x in prompts)
-    print(f"model {args.model}, adapter {weights}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-          f"best of {args.repeats} runs per mode")  # fmt: skip
+    print(f"model {args.model}, adapter {weights}, BLAS {loaded_blas()['name']}, best of {args.repeats} rounds")
     print(f"{len(prompts)} rows from {source}: {prompt_tokens} prompt tokens (mean {prompt_tokens / len(prompts):.0f}), "
           f"max_tokens {args.max_tokens}, greedy")  # fmt: skip
-    print(f"{'':<22}{'seconds':>9}{'gen tokens':>12}{'tokens/s':>10}{'rows/s':>9}{'unfinished':>12}")
-    rates = {}
-    for name, out, seconds in (("one at a time", single, single_s), (f"batch {args.batch_size}", batched, batched_s)):
+    print(f"{'':<28}{'seconds':>9}{'gen tokens':>12}{'tokens/s':>10}{'rows/s':>9}{'unfinished':>12}")
+    for bs, th in modes:
+        out, seconds = outputs[bs, th], best[bs, th]
         tokens = sum(gen.tokens for gen in out.values())
+        name = f"{'one at a time' if bs == 1 else f'batch {bs}'}, {th} thread{'s' if th > 1 else ''}"
         unfinished = sum(gen.unfinished for gen in out.values())
-        rates[name] = tokens / seconds
-        print(f"{name:<22}{seconds:>9.2f}{tokens:>12}{tokens / seconds:>10.1f}{len(out) / seconds:>9.2f}{unfinished:>12}")
-    print(f"speed-up (batch {args.batch_size} / one at a time): {single_s / batched_s:.2f}x  (target >= 4x)")
-    print(f"identical greedy outputs: {len(prompts) - len(different)}/{len(prompts)} rows"
+        print(f"{name:<28}{seconds:>9.2f}{tokens:>12}{tokens / seconds:>10.1f}{len(out) / seconds:>9.2f}{unfinished:>12}")
+    single = min(best[1, th] for th in thread_counts)
+    batched = min(best[args.batch_size, th] for th in thread_counts)
+    print(f"speed-up, fastest batch {args.batch_size} / fastest one at a time: {single / batched:.2f}x  (target >= 4x)")
+    stage = thread_counts[0]
+    print(f"speed-up at {stage} thread(s) (the stage's default) for both: {best[1, stage] / best[args.batch_size, stage]:.2f}x")
+    print(f"identical greedy outputs: {len(prompts) - len(different)}/{len(prompts)} rows in every mode"
           + (f"; differing rows: {different}" if different else ""))  # fmt: skip
     if different:
         sys.exit(1)

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from compression_layer.blas import configure_threads, loaded_blas
 from compression_layer.config import load_run_config
 from compression_layer.evaluate.generate import EvaluateError, adapter_summary, load, test_loss
 from compression_layer.evaluate.predictions import PredictionWriter, finalize, read_done
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"resuming: {len(done)} of {len(tests)} rows already in {args.output}", file=sys.stderr)
 
         model, tokenizer, weights = load(model_name, args.adapter_path, args.adapter or cfg.eval_adapter)
+        threads = configure_threads()  # one OpenBLAS thread unless OPENBLAS_NUM_THREADS says otherwise
         pending = [t for t in tests if t.row not in done]
         with PredictionWriter(args.output, keep=[done[i] for i in sorted(done)]) as writer:
             with row_progress(len(tests), len(done)) as advance:
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         loss = test_loss(model, tokenizer, [t.record for t in all_tests], cfg.eval_loss_batch_size,
                          cfg.eval_loss_batches, cfg.eval_max_seq_length)  # fmt: skip
         settings = {"model": model_name, "adapter": adapter_summary(weights), "test": str(args.test),
-                    "rows": len(tests), "resumed_rows": len(done), "max_tokens": max_tokens, "batch_size": batch_size}  # fmt: skip
+                    "rows": len(tests), "resumed_rows": len(done), "max_tokens": max_tokens, "batch_size": batch_size,
+                    "blas": loaded_blas()["name"], "blas_threads": threads}  # fmt: skip
         metrics = build_metrics(tests, predictions, loss, throughput, settings)
         write_json(metrics_path, metrics)
     except (ParamsError, EvaluateError) as exc:
