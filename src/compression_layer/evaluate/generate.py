@@ -65,8 +65,9 @@ def load(model: str, adapter_dir: str | Path | None, which: str = "best") -> tup
         lm, tokenizer = mlx_lm.load(model, adapter_path=str(adapter_dir) if adapter_dir is not None else None)
     except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError) as exc:
         raise EvaluateError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
-    except ValueError as exc:  # an adapter made for another base model
-        raise EvaluateError(f"adapter {adapter_dir} does not fit model {model!r}: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # e.g. an adapter made for another base model
+        with_adapter = f" with adapter {adapter_dir}" if adapter_dir is not None else ""
+        raise EvaluateError(f"cannot load model {model!r}{with_adapter}: {str(exc).splitlines()[0]}") from None
     if weights is not None and weights.name != LAST_ADAPTER_FILE:
         lm.load_weights(str(weights), strict=False)
     lm.eval()
