@@ -4,6 +4,8 @@ The step, loss, gradient accumulation and reports are mlx-lm's; the loop is ours
 has its own seeded generator, validation uses the same batches every time and runs *after* a step (the
 val loss at iteration N is the loss of the adapter saved at N), and checkpointing is a separate module.
 Reports go to a ``TrainingCallback`` with the keys mlx-lm uses, so mlx-lm's callbacks work here too.
+Everything a resumed run needs is reachable from here: the iteration counter, ``optimizer.state`` and
+``mx.random.state`` (the compiled step's state) and the data generator's RandomState.
 """
 
 from __future__ import annotations

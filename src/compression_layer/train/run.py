@@ -8,6 +8,7 @@ which caches outputs only after a successful command, never sees a half-made run
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -94,11 +95,11 @@ def train(
     }
     write_json(run_dir / RUN_FILE, run)
     log = RunLog(run_dir / "train.log", echo=sys.stdout if echo is True else echo or None)
-    stderr = tee_stderr(run_dir / "train.err") if capture_stderr else _nothing()
+    stderr = tee_stderr(run_dir / "train.err") if capture_stderr else contextlib.nullcontext()
     try:
         with stderr:
             result = _train(config, Path(train_path), Path(valid_path) if valid_path else None, run_dir, run, log,
-                                started, callbacks)
+                            started, callbacks)
     except KeyboardInterrupt:
         log("interrupted")
         log.close()
@@ -116,12 +117,6 @@ def train(
     if metrics_path is not None:
         write_json(metrics_path, result.metrics)
     return result
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_dir: Path, run: dict[str, Any],
