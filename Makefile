@@ -13,7 +13,7 @@ else
 EXTRAS := $(MLX_BACKEND),dev
 endif
 
-.PHONY: setup repro test bench clean-venv
+.PHONY: setup repro test bench plots clean-venv
 
 # The stamp is named by the content of what setup reads, so a fresh clone with the same files (or a
 # test's clone sharing this venv) sees setup as done, and any change to them reinstalls.
@@ -36,6 +36,10 @@ repro: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# DVC plots as one offline HTML page: `make plots` or `make plots REVS="HEAD exp-name"`.
+plots: setup
+	$(BIN)/python scripts/plots_offline.py $(REVS)
 
 bench: setup
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
