@@ -20,6 +20,8 @@ from pathlib import Path
 
 from compression_layer.blas import configure_threads, loaded_blas
 from compression_layer.config import load_run_config
+from compression_layer.data.jsonl import DataError
+from compression_layer.data.source import split_path
 from compression_layer.evaluate.generate import EvaluateError, adapter_summary, load, test_loss
 from compression_layer.evaluate.predictions import PredictionWriter, finalize, read_done
 from compression_layer.evaluate.progress import row_progress
@@ -39,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Adapter folder (adapter_config.json + adapters.safetensors).")
     p.add_argument("--model", help="Base model folder or hub id (default: model in params.yaml).")
     p.add_argument("--test", type=Path, default=Path("data/training/test.jsonl"), help="Test split (chat JSONL).")
+    p.add_argument("--data-source", type=Path,
+                   help="Dataset stage's source.json: with source hf its test split replaces --test.")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Predictions JSONL to write.")
     p.add_argument("--metrics", type=Path,
                    help=f"Metrics JSON (default: {DEFAULT_METRICS} for the default --output, else beside --output).")
@@ -64,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             raise EvaluateError("--batch-size and --max-tokens must be >= 1 and --limit >= 0")
         metrics_path = args.metrics or (DEFAULT_METRICS if args.output == DEFAULT_OUTPUT else args.output.with_suffix(".metrics.json"))
 
+        args.test = split_path(args.data_source, "test", args.test)
         all_tests = read_test_rows(args.test)
         tests = all_tests[:limit]
         done = read_done(args.output, all_tests) if args.resume else {}
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                     "blas": loaded_blas()["name"], "blas_threads": threads}  # fmt: skip
         metrics = build_metrics(tests, predictions, loss, throughput, settings)
         write_json(metrics_path, metrics)
-    except (ParamsError, EvaluateError) as exc:
+    except (ParamsError, EvaluateError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     print_summary(metrics)

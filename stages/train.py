@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train", default="data/training", help="training split: file or directory with train.jsonl")
     parser.add_argument("--valid", default="data/training", help="validation split: file or directory with valid.jsonl")
     parser.add_argument("--no-valid", action="store_true", help="train without validation")
+    parser.add_argument("--data-source", help="dataset stage's source.json: with source hf its splits replace "
+                        "--train / --valid (the pipeline passes data/hf/source.json)")
     parser.add_argument("--output-dir", default="models/runs/mlx/latest", help="run directory to (re)create")
     parser.add_argument("--metrics", default="metrics/train.json", help="metrics JSON for DVC")
     _override_flags(parser)
@@ -67,14 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    from compression_layer.data.jsonl import DataError
+    from compression_layer.data.source import split_path
     from compression_layer.train.data import resolve_split
     from compression_layer.train.run import train
 
     try:
+        train_path = split_path(args.data_source, "train", resolve_split(args.train, "train"))
+        valid_path = None if args.no_valid else split_path(args.data_source, "valid", resolve_split(args.valid, "valid"))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
         train(
             config,
-            resolve_split(args.train, "train"),
-            None if args.no_valid else resolve_split(args.valid, "valid"),
+            train_path,
+            valid_path,
             args.output_dir,
             args.metrics,
         )

@@ -38,7 +38,7 @@ def project(tmp_path_factory):
 
 def test_make_repro_builds_every_stage(project):
     repo, output = project
-    assert _ran(output) == {*DATA_STAGES, "train", "evaluate", "log"}, output[-3000:]
+    assert _ran(output) == {*DATA_STAGES, "dataset", "train", "evaluate", "log"}, output[-3000:]
     assert (repo / "models/runs/mlx/latest/adapter/adapters.safetensors").exists()
     assert json.loads((repo / "metrics/eval.json").read_text())
     assert json.loads((repo / "tracking/receipt.json").read_text())["run_id"]

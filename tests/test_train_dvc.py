@@ -3,7 +3,7 @@
 
     .venv/bin/python -m pytest -q tests/test_train_dvc.py
 
-The copy keeps only the train stage of dvc.yaml (as written, with the top-level plots), so the small
+The copy keeps only the dataset and train stages of dvc.yaml (as written, with the top-level plots), so the small
 splits written into data/training are plain git files rather than outputs of the data stages.
 """
 
@@ -19,7 +19,8 @@ from train_support import QUICK, chat_rows, write_rows
 def test_repro_then_experiment_with_a_new_rank(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    pipeline["stages"] = {"train": pipeline["stages"]["train"]}
+    # dataset (local source: it only writes data/hf/source.json) is a dep of train.
+    pipeline["stages"] = {name: pipeline["stages"][name] for name in ("dataset", "train")}
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     for ignore in repo.rglob(".gitignore"):  # DVC's entries for the dropped stages' outputs
         if ignore.parent != repo:

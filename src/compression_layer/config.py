@@ -14,7 +14,7 @@ from typing import Any
 from compression_layer.params import ParamsError, build, load_yaml, unknown_key_error
 
 # Sections read by the data stages (each validated by its own stage).
-SECTIONS = ("preprocess_nl", "preprocess_code", "split")
+SECTIONS = ("preprocess_nl", "preprocess_code", "split", "dataset")
 
 
 @dataclasses.dataclass(frozen=True)

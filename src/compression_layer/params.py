@@ -201,3 +201,24 @@ class SplitParams:
             raise ParamsError(
                 f"split ratios must sum to 1, got {self.train_ratio} + {self.valid_ratio} + {self.test_ratio} = {sum(ratios):.6g}"
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetParams:
+    """Where train and evaluate take their splits from (``dataset`` in params.yaml)."""
+
+    source: typing.Literal["local", "hf"] = field(
+        "local", "local = the pipeline's data/training/ (preprocess -> split -> sanitize); hf = a Hugging Face dataset repo."
+    )
+    hf_repo: typing.Optional[str] = field(
+        None, "With source hf: the dataset repo id (e.g. Sudhendra/semantic-compression-sft)."
+    )
+    hf_revision: typing.Optional[str] = field(
+        None, "With source hf: branch, tag or commit hash; null = main. The resolved commit is recorded."
+    )
+
+    def validate(self) -> None:
+        if self.source == "hf" and not (self.hf_repo or "").strip():
+            raise ParamsError("dataset.source is 'hf' but dataset.hf_repo is not set (e.g. owner/dataset-name)")
+        if self.hf_revision is not None and not self.hf_revision.strip():
+            raise ParamsError("dataset.hf_revision must be a branch, tag or commit hash, or null for main")
