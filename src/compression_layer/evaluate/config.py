@@ -32,8 +32,3 @@ class EvalConfig:
             raise ParamsError(f"eval_limit must be >= 0 (0 or null = all rows), got {self.eval_limit}")
         if self.eval_loss_batches == 0 or self.eval_loss_batches < -1:
             raise ParamsError(f"eval_loss_batches must be -1 (all) or >= 1, got {self.eval_loss_batches}")
-
-    @property
-    def limit(self) -> int | None:
-        """The row limit as a number, or None for all rows."""
-        return self.eval_limit or None
