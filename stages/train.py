@@ -20,6 +20,7 @@ import yaml
 from compression_layer.config import load_run_config
 from compression_layer.params import ParamsError, _Loader, build
 from compression_layer.train.config import TrainConfig
+from compression_layer.train.distributed import DistributedConfig, check, is_launched, launch_command
 from compression_layer.train.errors import TrainError
 
 
@@ -42,6 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default="models/runs/mlx/latest", help="run directory to (re)create")
     parser.add_argument("--metrics", default="metrics/train.json", help="metrics JSON for DVC")
     _override_flags(parser)
+    group = parser.add_argument_group("data-parallel training (override params.yaml)")
+    for f in dataclasses.fields(DistributedConfig):
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"dist_{f.name}", metavar="VALUE",
+                           default=None, help=f.metadata.get("help"))
     return parser.parse_args(argv)
 
 
@@ -61,14 +66,48 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
     return build(TrainConfig, {**values, **overrides}, "command line" if overrides else str(args.params))
 
 
+def load_distributed(args: argparse.Namespace) -> DistributedConfig:
+    """num_processes, hostfile, distributed_backend from params.yaml, with --num-processes etc. on top."""
+    values = load_run_config(args.params).distributed.to_dict()
+    overrides = {}
+    for f in dataclasses.fields(DistributedConfig):
+        raw = getattr(args, f"dist_{f.name}")
+        if raw is not None:
+            overrides[f.name] = raw if f.name == "hostfile" else yaml.load(raw, Loader=_Loader)
+    return build(DistributedConfig, {**values, **overrides}, "command line" if overrides else str(args.params))
+
+
+def launch(dist: DistributedConfig, argv: list[str], args: argparse.Namespace) -> int:
+    """Run this stage once per process through mlx.launch (the command starts with the interpreter), then
+    check the run dir: mlx.launch exits 0 even when a process failed."""
+    import subprocess
+    import time
+
+    from compression_layer.train.distributed import launch_outcome
+
+    started = time.time()
+    cmd = launch_command(dist, [sys.executable, os.path.abspath(__file__), *argv])
+    print(f"launching {dist.num_processes} training processes: {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd)
+    error = launch_outcome(args.output_dir, started, dist.num_processes)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = load_config(args)
+        dist = load_distributed(args)
+        check(dist, config.batch_size)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if dist.num_processes > 1 and not is_launched():
+        return launch(dist, sys.argv[1:] if argv is None else list(argv), args)
     from compression_layer.data.jsonl import DataError
     from compression_layer.data.source import split_path
     from compression_layer.train.data import resolve_split

@@ -24,6 +24,7 @@ class RunConfig:
     train: Any
     evaluate: Any
     log: Any
+    distributed: Any = None
 
 
 def _config_classes() -> dict[str, type]:
@@ -31,8 +32,9 @@ def _config_classes() -> dict[str, type]:
     from compression_layer.evaluate.config import EvalConfig
     from compression_layer.tracking.config import LogConfig
     from compression_layer.train.config import TrainConfig
+    from compression_layer.train.distributed import DistributedConfig
 
-    return {"train": TrainConfig, "evaluate": EvalConfig, "log": LogConfig}
+    return {"train": TrainConfig, "evaluate": EvalConfig, "log": LogConfig, "distributed": DistributedConfig}
 
 
 def load_run_config(path: str | Path = "params.yaml") -> RunConfig:

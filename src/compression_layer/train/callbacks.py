@@ -73,7 +73,7 @@ class Chain(TrainingCallback):
 class Recorder(TrainingCallback):
     """Keeps the train/val series, writes them to history/*.csv and train.log at every report."""
 
-    def __init__(self, log: RunLog, history_dir: Path, iters: int):
+    def __init__(self, log: RunLog, history_dir: Path | None, iters: int):
         self.log = log
         self.history_dir = history_dir
         self.width = len(str(iters))
@@ -83,8 +83,12 @@ class Recorder(TrainingCallback):
         self.best_val_iteration: int | None = None
         self.checkpoints: list[str] = []
         # Both files exist from the start (headers only), also for a run without a validation split.
-        write_csv(history_dir / "train.csv", TRAIN_COLUMNS, [])
-        write_csv(history_dir / "val.csv", VAL_COLUMNS, [])
+        self._write("train.csv", TRAIN_COLUMNS, [])
+        self._write("val.csv", VAL_COLUMNS, [])
+
+    def _write(self, name: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+        if self.history_dir is not None:  # None: a data-parallel rank other than 0 keeps the series in memory
+            write_csv(self.history_dir / name, columns, rows)
 
     def on_train_loss_report(self, info: dict) -> None:
         row = {
@@ -97,7 +101,7 @@ class Recorder(TrainingCallback):
             "cache_mem_gb": float(info.get("cache_memory", 0.0)),  # not a CSV column; shows clear_cache_threshold
         }
         self.train_rows.append(row)
-        write_csv(self.history_dir / "train.csv", TRAIN_COLUMNS, self.train_rows)
+        self._write("train.csv", TRAIN_COLUMNS, self.train_rows)
         self.log(
             f"iter {row['step']:>{self.width}} | train_loss {row['train_loss']:.4f} | lr {row['learning_rate']:.3e}"
             f" | {row['tokens_per_sec']:.1f} tok/s | {info['iterations_per_second']:.2f} it/s"
@@ -111,7 +115,7 @@ class Recorder(TrainingCallback):
         improved = loss < self.best_val_loss
         if improved:
             self.best_val_loss, self.best_val_iteration = loss, row["step"]
-        write_csv(self.history_dir / "val.csv", VAL_COLUMNS, self.val_rows)
+        self._write("val.csv", VAL_COLUMNS, self.val_rows)
         mark = " (best)" if improved else ""
         self.log(f"iter {row['step']:>{self.width}} | val_loss {loss:.4f}{mark} | {info['val_time']:.2f} s")
 

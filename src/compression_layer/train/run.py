@@ -9,6 +9,7 @@ which caches outputs only after a successful command, never sees a half-made run
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import time
@@ -22,6 +23,7 @@ from compression_layer.io import write_json
 from compression_layer.train import report
 from compression_layer.train.callbacks import Chain, Recorder, RunLog
 from compression_layer.train.config import TrainConfig
+from compression_layer.train.distributed import barrier, rank
 from compression_layer.train.errors import TrainError, out_of_memory
 from compression_layer.train.stderr import tee_stderr
 
@@ -79,7 +81,11 @@ def train(
     from compression_layer.blas import configure_threads
 
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir)
+    # Data parallel (mlx.launch): every rank trains, rank 0 alone writes the run dir, metrics and logs.
+    main = rank() == 0
+    if main:
+        prepare_run_dir(run_dir)
+    barrier()
     started = time.time()
     configure_threads()  # OpenBLAS threads: OPENBLAS_NUM_THREADS, else the project's default
     run: dict[str, Any] = {
@@ -93,9 +99,11 @@ def train(
         "params": config.to_dict(),
         "data": {"train": str(train_path), "valid": str(valid_path) if valid_path else None},
     }
-    write_json(run_dir / RUN_FILE, run)
-    log = RunLog(run_dir / "train.log", echo=sys.stdout if echo is True else echo or None)
-    stderr = tee_stderr(run_dir / "train.err") if capture_stderr else contextlib.nullcontext()
+    if main:
+        write_json(run_dir / RUN_FILE, run)
+    log = RunLog(run_dir / "train.log" if main else Path(os.devnull),
+                 echo=(sys.stdout if echo is True else echo or None) if main else None)
+    stderr = tee_stderr(run_dir / "train.err") if capture_stderr and main else contextlib.nullcontext()
     try:
         with stderr:
             result = _train(config, Path(train_path), Path(valid_path) if valid_path else None, run_dir, run, log,
@@ -103,18 +111,20 @@ def train(
     except KeyboardInterrupt:
         log("interrupted")
         log.close()
-        _fail(run_dir, run, "interrupted", "KeyboardInterrupt", started)
+        if main:
+            _fail(run_dir, run, "interrupted", "KeyboardInterrupt", started)
         raise
     except BaseException as exc:
         error = out_of_memory(exc) or exc
         log(f"failed: {error}")
         log.close()
-        _fail(run_dir, run, "failed", str(error).splitlines()[0] if str(error) else type(error).__name__, started)
+        if main:
+            _fail(run_dir, run, "failed", str(error).splitlines()[0] if str(error) else type(error).__name__, started)
         if error is not exc:
             raise error from exc
         raise
     log.close()
-    if metrics_path is not None:
+    if metrics_path is not None and main:
         write_json(metrics_path, result.metrics)
     return result
 
@@ -151,7 +161,9 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
     trainable, total = modelmod.parameter_counts(model)
     optimizer = build_optimizer(config)
     adapter_dir = run_dir / "adapter"
-    modelmod.write_adapter_config(adapter_dir / "adapter_config.json", modelmod.adapter_config(config, model_path))
+    main = world.rank() == 0
+    if main:
+        modelmod.write_adapter_config(adapter_dir / "adapter_config.json", modelmod.adapter_config(config, model_path))
 
     layers = modelmod.layer_count(model)
     n_lora = layers if config.lora_layers == -1 else config.lora_layers
@@ -166,14 +178,15 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
         log(f"warning: {train_batching.truncated_rows} training rows are longer than max_seq_length="
             f"{config.max_seq_length} tokens and are truncated")
 
-    recorder = Recorder(log, run_dir / "history", config.iters)
+    recorder = Recorder(log, run_dir / "history" if main else None, config.iters)
     loop = train_loop(model, optimizer, train_batching, valid_batching, config, adapter_dir, Chain(recorder, *callbacks))
 
     duration = time.time() - started
     summary = recorder.summary()
     metrics = report.train_metrics(summary, loop.trained_tokens, loop.train_seconds, duration, loop.iterations)
-    report.plot_loss_curve(recorder.train_rows, recorder.val_rows, run_dir / "loss_curve.png",
-                           f"{config.model} | rank {config.lora_rank}, lr {config.learning_rate:g}")
+    if main:
+        report.plot_loss_curve(recorder.train_rows, recorder.val_rows, run_dir / "loss_curve.png",
+                               f"{config.model} | rank {config.lora_rank}, lr {config.learning_rate:g}")
     run.update(
         status="completed",
         finished_at=report.now(),
@@ -184,13 +197,15 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
         trainable_parameters=trainable,
         total_parameters=total,
         optimizer_steps=loop.optimizer_steps,
+        processes=world.size(),
         checkpoints=recorder.checkpoints,
         data={**run["data"], "train_rows": len(train_split), "train_batches": len(train_batching),
               "valid_rows": len(valid_batching.split) if valid_batching else 0, "val_batches": loop.val_batches,
               "truncated_train_rows": train_batching.truncated_rows},
         results=metrics,
     )
-    write_json(run_dir / RUN_FILE, run)
+    if main:
+        write_json(run_dir / RUN_FILE, run)
     log(f"done: {loop.iterations} iters in {duration:.1f} s | final train_loss {metrics['final_train_loss']} | "
         f"best val_loss {metrics['best_val_loss']} at iter {metrics['best_val_iteration']} | "
         f"{metrics['tokens_per_sec']} tok/s | peak {metrics['peak_memory_gb']} GB")
