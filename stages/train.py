@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "--train / --valid (the pipeline passes data/hf/source.json)")
     parser.add_argument("--output-dir", default="models/runs/mlx/latest", help="run directory to (re)create")
     parser.add_argument("--metrics", default="metrics/train.json", help="metrics JSON for DVC")
+    parser.add_argument("--resume-dir", help="resume state of an interrupted run (default: <output-dir>.resume); "
+                        "a rerun with the same params continues from its last checkpoint")
+    parser.add_argument("--fresh", action="store_true", help="discard any resume state and train from iteration 0")
     _override_flags(parser)
     group = parser.add_argument_group("data-parallel training (override params.yaml)")
     for f in dataclasses.fields(DistributedConfig):
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             valid_path,
             args.output_dir,
             args.metrics,
+            resume_dir=args.resume_dir,
+            fresh=args.fresh,
         )
     except (ParamsError, TrainError) as exc:
         print(f"error: {exc}", file=sys.stderr)

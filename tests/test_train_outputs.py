@@ -42,7 +42,8 @@ def test_run_dir_layout_and_history(finished):
     assert sorted(p.name for p in run.iterdir()) == [
         "adapter", "history", "loss_curve.png", "run.json", "train.err", "train.log"]
     assert sorted(p.name for p in (run / "adapter").iterdir()) == [
-        "0000002_adapters.safetensors", "0000004_adapters.safetensors", "adapter_config.json", "adapters.safetensors"]
+        "0000002_adapters.safetensors", "0000004_adapters.safetensors", "adapter_config.json", "adapters.safetensors",
+        "best_adapters.safetensors"]
     header, train_rows = read_csv(run / "history/train.csv")
     assert tuple(header) == TRAIN_COLUMNS
     assert [int(r["step"]) for r in train_rows] == [2, 4]

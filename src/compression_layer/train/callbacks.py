@@ -45,6 +45,16 @@ class RunLog:
             self.echo.write(line)
             self.echo.flush()
 
+    def restore(self, previous: str) -> None:
+        """Put a resumed run's earlier log (as saved with its checkpoint) before the lines written so far."""
+        self.fh.flush()
+        path = Path(self.fh.name)
+        current = path.read_text(encoding="utf-8")
+        with atomic_open(path) as fh:
+            fh.write(previous + current)
+        self.fh.close()
+        self.fh = open(path, "a", encoding="utf-8")
+
     def close(self) -> None:
         self.fh.close()
 
@@ -68,6 +78,12 @@ class Chain(TrainingCallback):
             hook = getattr(cb, "on_checkpoint", None)
             if hook is not None:
                 hook(iteration, path)
+
+    def on_early_stop(self, info: dict) -> None:
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_early_stop", None)
+            if hook is not None:
+                hook(info)
 
 
 class Recorder(TrainingCallback):
@@ -122,6 +138,26 @@ class Recorder(TrainingCallback):
     def on_checkpoint(self, iteration: int, path: Path) -> None:
         self.checkpoints.append(path.name)
         self.log(f"iter {iteration:>{self.width}} | saved {path.name}")
+
+    def on_early_stop(self, info: dict) -> None:
+        self.log(f"iter {info['iteration']:>{self.width}} | early stop: {info['reason']}; best val_loss "
+                 f"{info['best_val_loss']:.4f} at iter {info['best_val_iteration']}")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The series so far, saved with a resume checkpoint."""
+        return {"train_rows": self.train_rows, "val_rows": self.val_rows, "checkpoints": self.checkpoints}
+
+    def restore(self, snapshot: dict[str, Any], best_loss: float | None, best_iteration: int | None) -> None:
+        """Continue the series of a resumed run (history CSVs rewritten). The best loss is passed exact:
+        val_rows hold rounded values."""
+        self.train_rows = list(snapshot["train_rows"])
+        self.val_rows = list(snapshot["val_rows"])
+        self.checkpoints = list(snapshot["checkpoints"])
+        if best_loss is not None:
+            self.best_val_loss, self.best_val_iteration = best_loss, best_iteration
+        if self.history_dir is not None:  # None on the ranks > 0 of a data-parallel run
+            write_csv(self.history_dir / "train.csv", TRAIN_COLUMNS, self.train_rows)
+            write_csv(self.history_dir / "val.csv", VAL_COLUMNS, self.val_rows)
 
     def summary(self) -> dict[str, Any]:
         last_train = self.train_rows[-1] if self.train_rows else {}

@@ -1,4 +1,5 @@
-"""Adapter files in mlx-lm's layout: adapters.safetensors (latest) and NNNNNNN_adapters.safetensors."""
+"""Adapter files in mlx-lm's layout: adapters.safetensors (latest) and NNNNNNN_adapters.safetensors,
+plus best_adapters.safetensors (lowest validation loss)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 ADAPTER_FILE = "adapters.safetensors"
+# The adapter with the lowest validation loss; evaluate and the compress CLI look for this name.
+BEST_ADAPTER_FILE = "best_adapters.safetensors"
 
 
 def checkpoint_name(iteration: int) -> str:

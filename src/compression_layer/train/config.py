@@ -61,6 +61,12 @@ class TrainConfig:
     steps_per_eval: int = field(50, "Iterations between validation-loss evaluations (also at the first and last).")
     save_every: int = field(50, "Iterations between adapter checkpoints (NNNNNNN_adapters.safetensors).")
     val_batches: int = field(25, "Validation batches per evaluation; -1 = the whole validation split.")
+    early_stopping_patience: Optional[int] = field(
+        None, "Stop after this many validations in a row without improvement; 0 or null = off (needs a valid split)."
+    )
+    early_stopping_min_delta: float = field(
+        0.0, "A validation improves only when its loss is below the best so far by more than this."
+    )
     seed: int = field(0, "Seed of the data order, LoRA initialisation and dropout.")
     clear_cache_threshold: int = field(
         0, "Clear MLX's allocator cache between steps when it grows beyond this many bytes; 0 = never."
@@ -107,6 +113,10 @@ class TrainConfig:
             raise ParamsError("optimizer_config must not set learning_rate or weight_decay: use the top-level keys")
         if self.val_batches == 0 or self.val_batches < -1:
             raise ParamsError(f"val_batches must be -1 (all) or >= 1, got {self.val_batches}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ParamsError(f"early_stopping_patience must be >= 0 (0 or null = off), got {self.early_stopping_patience}")
+        if self.early_stopping_min_delta < 0:
+            raise ParamsError(f"early_stopping_min_delta must be >= 0, got {self.early_stopping_min_delta}")
         if self.clear_cache_threshold < 0:
             raise ParamsError(f"clear_cache_threshold must be >= 0, got {self.clear_cache_threshold}")
 

@@ -110,11 +110,17 @@ class Batching:
         return rng.permutation(len(self.batches))
 
 
-def train_batches(batching: Batching, seed: int) -> Iterator[tuple[mx.array, mx.array]]:
-    """Batches forever, reshuffled every epoch by a generator of its own seeded with ``seed``."""
+def train_batches(batching: Batching, seed: int, start: int = 0) -> Iterator[tuple[mx.array, mx.array]]:
+    """Batches forever, reshuffled every epoch by a generator of its own seeded with ``seed``.
+
+    ``start`` skips that many batches (a resumed run): the order is a function of the seed alone.
+    """
     rng = np.random.RandomState(seed)
     while True:
         for index in batching.epoch_order(rng):
+            if start > 0:
+                start -= 1
+                continue
             yield batching.make(int(index))
 
 

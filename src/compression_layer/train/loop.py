@@ -4,16 +4,19 @@ The step, loss, gradient accumulation and reports are mlx-lm's; the loop is ours
 has its own seeded generator, validation uses the same batches every time and runs *after* a step (the
 val loss at iteration N is the loss of the adapter saved at N), and checkpointing is a separate module.
 Reports go to a ``TrainingCallback`` with the keys mlx-lm uses, so mlx-lm's callbacks work here too.
-Everything a resumed run needs is reachable from here: the iteration counter, ``optimizer.state`` and
-``mx.random.state`` (the compiled step's state) and the data generator's RandomState.
+A resumed run (train.resume) restores the model, ``optimizer.state`` and ``mx.random.state`` (the compiled
+step's state) before the loop starts, and hands it the saved ``Progress``; the data order is replayed from
+the seed. Validation losses go through a ``ValidationWatch`` (best adapter, early stopping).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -22,18 +25,34 @@ from mlx.utils import tree_map
 from mlx_lm.tuner.callbacks import TrainingCallback
 from mlx_lm.tuner.trainer import default_loss
 
-from compression_layer.train.checkpoint import save_adapter
+from compression_layer.train.checkpoint import BEST_ADAPTER_FILE, adapter_weights, save_adapter, save_weights
 from compression_layer.train.config import TrainConfig
 from compression_layer.train.data import Batching, train_batches, val_batch_indices
+from compression_layer.train.stopping import ValidationWatch
+
+
+@dataclass
+class Progress:
+    """What the loop carries between iterations besides the model, optimizer and RNG (a resume restores it)."""
+
+    iteration: int = 0  # iterations done = training batches consumed
+    trained_tokens: int = 0
+    train_seconds: float = 0.0
+    # Sums over the current report window (since the last train-loss report).
+    window_loss: float = 0.0
+    window_tokens: int = 0
+    window_steps: int = 0
+    window_seconds: float = 0.0
 
 
 @dataclass
 class LoopResult:
-    iterations: int
+    iterations: int  # the last iteration trained (fewer than config.iters after an early stop)
     optimizer_steps: int
     trained_tokens: int
     train_seconds: float  # time in training steps only (validation excluded), as mlx-lm's tok/s
     val_batches: int  # validation batches per evaluation
+    stopped_early: dict | None = None  # ValidationWatch.stopped: when and why
 
 
 class _GradCheckpoint:
@@ -86,12 +105,23 @@ def train_loop(
     config: TrainConfig,
     adapter_dir: Path,
     callback: TrainingCallback,
+    start: Progress | None = None,
+    grad_accum=None,
+    watch: ValidationWatch | None = None,
+    save_state: Callable[..., object] | None = None,
 ) -> LoopResult:
-    """Train for ``config.iters`` iterations; report, validate and checkpoint at the configured steps."""
+    """Train up to ``config.iters`` iterations; report, validate and checkpoint at the configured steps.
+
+    A resumed run passes the restored ``start`` progress and ``grad_accum`` (model, optimizer and RNG are
+    already restored). ``watch`` keeps the best adapter (written to best_adapters.safetensors) and stops
+    early; ``save_state(iteration, model, optimizer, grad_accum, progress, watch)`` runs at every checkpoint.
+    """
     world = mx.distributed.init()
     world_size, rank = world.size(), world.rank()
     accum = config.grad_accumulation_steps
     val_indices = val_batch_indices(valid, config.val_batches, config.seed) if valid is not None else []
+    progress = start or Progress()
+    watch = watch or ValidationWatch(config.early_stopping_patience, config.early_stopping_min_delta)
 
     with _GradCheckpoint(model.layers[0], config.grad_checkpoint):
         loss_value_and_grad = nn.value_and_grad(model, default_loss)
@@ -110,21 +140,51 @@ def train_loop(
                 grad = None
             return lvalue, toks, grad
 
-        def validate(iteration: int) -> None:
+        def validate(iteration: int) -> bool:
+            """Validation loss at ``iteration``; keeps the best adapter; True when early stopping says stop."""
             tic = time.perf_counter()
             val_loss = evaluate(model, valid, val_indices)
+            verdict = watch.observe(iteration, val_loss)
+            if verdict.best and rank == 0:
+                save_weights(adapter_dir / BEST_ADAPTER_FILE, adapter_weights(model))
             callback.on_val_loss_report(
                 {"iteration": iteration, "val_loss": val_loss, "val_time": time.perf_counter() - tic}
             )
+            return verdict.stop
 
         mx.reset_peak_memory()
         model.train()
-        if val_indices:
+        if val_indices and progress.iteration == 0:
             validate(0)  # the base model's loss, before any update
-        losses, n_tokens, steps, window_time, trained_tokens, total_time = 0, 0, 0, 0.0, 0, 0.0
-        grad_accum = None
-        batches = train_batches(train, config.seed)
-        for it in range(1, config.iters + 1):
+        # Report-window sums; a resumed run continues the window its checkpoint fell in.
+        steps, window_time = progress.window_steps, progress.window_seconds
+        losses = mx.array(progress.window_loss, mx.float32) if steps else 0
+        n_tokens = mx.array(progress.window_tokens, mx.int32) if steps else 0
+        trained_tokens, total_time = progress.trained_tokens, progress.train_seconds
+        last = progress.iteration
+
+        def report(it: int) -> None:
+            nonlocal losses, n_tokens, steps, window_time, trained_tokens, total_time
+            train_loss = mx.distributed.all_sum(losses, stream=mx.cpu).item() / (steps * world_size)
+            n_tokens = int(mx.distributed.all_sum(n_tokens, stream=mx.cpu).item())
+            trained_tokens += n_tokens
+            total_time += window_time
+            callback.on_train_loss_report(
+                {
+                    "iteration": it,
+                    "train_loss": train_loss,
+                    "learning_rate": optimizer.learning_rate.item(),
+                    "iterations_per_second": steps / window_time,
+                    "tokens_per_second": n_tokens / window_time,
+                    "trained_tokens": trained_tokens,
+                    "peak_memory": mx.get_peak_memory() / 1e9,
+                    "cache_memory": mx.get_cache_memory() / 1e9,
+                }
+            )
+            losses, n_tokens, steps, window_time = 0, 0, 0, 0.0
+
+        batches = train_batches(train, config.seed, start=progress.iteration)
+        for it in range(progress.iteration + 1, config.iters + 1):
             batch = next(batches)
             tic = time.perf_counter()
             lvalue, toks, grad_accum = step(batch, grad_accum, it % accum == 0)
@@ -134,41 +194,39 @@ def train_loop(
             mx.eval(state, losses, n_tokens, grad_accum)
             _clear_cache(config.clear_cache_threshold)
             window_time += time.perf_counter() - tic
+            last = it
 
             if it % config.steps_per_report == 0 or it == config.iters:
-                train_loss = mx.distributed.all_sum(losses, stream=mx.cpu).item() / (steps * world_size)
-                n_tokens = int(mx.distributed.all_sum(n_tokens, stream=mx.cpu).item())
-                trained_tokens += n_tokens
-                total_time += window_time
-                callback.on_train_loss_report(
-                    {
-                        "iteration": it,
-                        "train_loss": train_loss,
-                        "learning_rate": optimizer.learning_rate.item(),
-                        "iterations_per_second": steps / window_time,
-                        "tokens_per_second": n_tokens / window_time,
-                        "trained_tokens": trained_tokens,
-                        "peak_memory": mx.get_peak_memory() / 1e9,
-                        "cache_memory": mx.get_cache_memory() / 1e9,
-                    }
-                )
-                losses, n_tokens, steps, window_time = 0, 0, 0, 0.0
+                report(it)
 
+            stop = False
             if val_indices and (it % config.steps_per_eval == 0 or it == config.iters):
-                validate(it)
+                stop = validate(it)
+                if stop and steps:
+                    report(it)  # the train loss of the last, partial report window
 
             if it % config.save_every == 0 and rank == 0:
                 path = save_adapter(adapter_dir, model, it)
                 on_save = getattr(callback, "on_checkpoint", None)
                 if on_save is not None:
                     on_save(it, path)
+                if save_state is not None and not stop:
+                    window = Progress(it, trained_tokens, total_time, losses.item() if steps else 0.0,
+                                      int(n_tokens.item()) if steps else 0, steps, window_time)
+                    save_state(it, model, optimizer, grad_accum, dataclasses.asdict(window), watch.to_dict())
+            if stop:
+                on_stop = getattr(callback, "on_early_stop", None)
+                if on_stop is not None:
+                    on_stop(watch.stopped)
+                break
 
         if rank == 0:
             save_adapter(adapter_dir, model)
     return LoopResult(
-        iterations=config.iters,
-        optimizer_steps=int(optimizer.step.item()) if hasattr(optimizer, "step") else config.iters // accum,
+        iterations=last,
+        optimizer_steps=int(optimizer.step.item()) if hasattr(optimizer, "step") else last // accum,
         trained_tokens=trained_tokens,
         train_seconds=total_time,
         val_batches=len(val_indices),
+        stopped_early=watch.stopped,
     )

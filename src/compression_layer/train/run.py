@@ -22,9 +22,12 @@ from mlx_lm.tuner.callbacks import TrainingCallback
 from compression_layer.io import write_json
 from compression_layer.train import report
 from compression_layer.train.callbacks import Chain, Recorder, RunLog
+from compression_layer.train.checkpoint import BEST_ADAPTER_FILE
 from compression_layer.train.config import TrainConfig
 from compression_layer.train.distributed import barrier, rank
 from compression_layer.train.errors import TrainError, out_of_memory
+from compression_layer.train.resume import default_resume_dir, find_latest
+from compression_layer.train.resume import discard as discard_resume_state
 from compression_layer.train.stderr import tee_stderr
 
 RUN_FILE = "run.json"
@@ -72,15 +75,20 @@ def train(
     echo: TextIO | None | bool = True,
     capture_stderr: bool = True,
     callbacks: Sequence[TrainingCallback] = (),
+    resume_dir: str | Path | None = None,
+    fresh: bool = False,
 ) -> TrainResult:
     """Fine-tune ``config.model`` on the train split and write the run dir (and metrics file).
 
     ``echo``: where train.log lines are echoed (True = the current sys.stdout, None = nowhere).
     ``callbacks`` (mlx-lm TrainingCallbacks) get every report after the run's own recorder.
+    ``resume_dir`` (default ``<run_dir>.resume``) holds the resume state: a run continues from it when its
+    params fingerprint matches (``fresh`` discards it), and deletes it once finished.
     """
     from compression_layer.blas import configure_threads
 
     run_dir = Path(run_dir)
+    resume_dir = Path(resume_dir) if resume_dir is not None else default_resume_dir(run_dir)
     # Data parallel (mlx.launch): every rank trains, rank 0 alone writes the run dir, metrics and logs.
     main = rank() == 0
     if main:
@@ -107,9 +115,10 @@ def train(
     try:
         with stderr:
             result = _train(config, Path(train_path), Path(valid_path) if valid_path else None, run_dir, run, log,
-                            started, callbacks)
+                            started, callbacks, resume_dir=resume_dir, fresh=fresh)
     except KeyboardInterrupt:
         log("interrupted")
+        _note_resume_state(log, resume_dir)
         log.close()
         if main:
             _fail(run_dir, run, "interrupted", "KeyboardInterrupt", started)
@@ -117,6 +126,7 @@ def train(
     except BaseException as exc:
         error = out_of_memory(exc) or exc
         log(f"failed: {error}")
+        _note_resume_state(log, resume_dir)
         log.close()
         if main:
             _fail(run_dir, run, "failed", str(error).splitlines()[0] if str(error) else type(error).__name__, started)
@@ -126,16 +136,27 @@ def train(
     log.close()
     if metrics_path is not None and main:
         write_json(metrics_path, result.metrics)
+    if main:
+        discard_resume_state(resume_dir)  # the run dir is complete: nothing left to resume
     return result
 
 
+def _note_resume_state(log: RunLog, resume_dir: Path) -> None:
+    state, _ = find_latest(resume_dir)
+    if state is not None:
+        log(f"resume state kept in {resume_dir}: rerun to continue from iteration {state.iteration}")
+
+
 def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_dir: Path, run: dict[str, Any],
-           log: RunLog, started: float, callbacks: Sequence[TrainingCallback]) -> TrainResult:
+           log: RunLog, started: float, callbacks: Sequence[TrainingCallback], resume_dir: Path,
+           fresh: bool = False) -> TrainResult:
     import mlx.core as mx
     import numpy as np
 
     from compression_layer.train import data, model as modelmod
-    from compression_layer.train.loop import train_loop
+    from compression_layer.train import resume
+    from compression_layer.train.loop import Progress, train_loop
+    from compression_layer.train.stopping import ValidationWatch
     from compression_layer.train.optim import build_optimizer
 
     log(f"run {run_dir} | model {config.model} | git {run['git_sha']} | {run['device']['backend']} | "
@@ -179,11 +200,42 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
             f"{config.max_seq_length} tokens and are truncated")
 
     recorder = Recorder(log, run_dir / "history" if main else None, config.iters)
-    loop = train_loop(model, optimizer, train_batching, valid_batching, config, adapter_dir, Chain(recorder, *callbacks))
+    watch = ValidationWatch(config.early_stopping_patience, config.early_stopping_min_delta)
+    if watch.enabled and valid_batching is None:
+        log("warning: early_stopping_patience is set but there is no validation split: early stopping is off")
+    fingerprint = resume.fingerprint(config, model_path, train_path, valid_path, world.size())
+    state, note = resume.choose(resume_dir, fingerprint, fresh)
+    barrier()  # every rank has read the resume state before rank 0 discards an unused one
+    if note:
+        log(note)
+    if main and state is None:
+        resume.discard(resume_dir)
+    start, grad_accum = None, None
+    run["resume"] = {"resumed": False, "from_iteration": None, "state_dir": str(resume_dir), "note": note}
+    if state is not None:
+        grad_accum = resume.restore_training(state, model, optimizer)
+        start = Progress(**state.info["progress"])
+        watch = ValidationWatch.from_dict(state.info["watch"], config.early_stopping_patience,
+                                          config.early_stopping_min_delta)
+        if main:
+            resume.restore_run_dir(state, resume_dir, adapter_dir)
+            log.restore(state.log_text())
+        recorder.restore(state.info["recorder"], watch.best_loss if watch.best_iteration is not None else None,
+                         watch.best_iteration)
+        run["resume"].update(resumed=True, from_iteration=state.iteration, saved_at=state.info.get("saved_at"),
+                             first_started_at=state.info.get("first_started_at"))
+        log(f"resumed from iteration {state.iteration} of {config.iters} (checkpoint {state.path.name} saved "
+            f"{state.info.get('saved_at')}): optimizer step {int(optimizer.step.item())}, learning rate "
+            f"{optimizer.learning_rate.item():.3e}, {state.iteration} batches of the data order done")
+    checkpointer = resume.Checkpointer(resume_dir, run_dir, fingerprint, recorder,
+                                       run["resume"].get("first_started_at") or run["started_at"])
+    loop = train_loop(model, optimizer, train_batching, valid_batching, config, adapter_dir, Chain(recorder, *callbacks),
+                      start=start, grad_accum=grad_accum, watch=watch, save_state=checkpointer.save)
 
     duration = time.time() - started
     summary = recorder.summary()
     metrics = report.train_metrics(summary, loop.trained_tokens, loop.train_seconds, duration, loop.iterations)
+    metrics["stopped_early"] = loop.stopped_early is not None
     if main:
         report.plot_loss_curve(recorder.train_rows, recorder.val_rows, run_dir / "loss_curve.png",
                                f"{config.model} | rank {config.lora_rank}, lr {config.learning_rate:g}")
@@ -203,6 +255,9 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
               "valid_rows": len(valid_batching.split) if valid_batching else 0, "val_batches": loop.val_batches,
               "truncated_train_rows": train_batching.truncated_rows},
         results=metrics,
+        best_adapter=({"file": f"adapter/{BEST_ADAPTER_FILE}", "iteration": summary["best_val_iteration"],
+                       "val_loss": summary["best_val_loss"]} if summary["best_val_iteration"] is not None else None),
+        stopped_early=loop.stopped_early,
     )
     if main:
         write_json(run_dir / RUN_FILE, run)
