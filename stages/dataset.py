@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if params.source == "local":
         print(f"dataset: local source (data/training/); wrote {args.output_dir}/source.json")
     else:
+        splits = ", ".join(f"{n} {s['kept']}/{s['rows_in']} kept" for n, s in summary["per_split"].items())
+        out = args.output_dir
         print_summary(f"dataset {params.hf_repo}@{commit}", summary,
-                      ["per split: " + ", ".join(f"{n} {s['kept']}/{s['rows_in']} kept" for n, s in summary["per_split"].items()),
-                       f"kept -> {args.output_dir}/{{train,valid,test}}.jsonl, rejected -> {args.output_dir}/rejected_*.jsonl"])
+                      [f"per split: {splits}", f"kept -> {out}/{{train,valid,test}}.jsonl, rejected -> {out}/rejected_*.jsonl"])
     return 0
 
 

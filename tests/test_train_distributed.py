@@ -110,7 +110,8 @@ def test_two_ring_processes_through_the_train_stage_match_one_process(tmp_path):
     one, two = json.loads((tmp_path / "single.json").read_text()), json.loads(metrics_file.read_text())
     assert two["trained_tokens"] == one["trained_tokens"] > 0
     assert two["iterations"] == one["iterations"] == 4
-    assert sorted(p.name for p in (run_dir / "adapter").iterdir()) == sorted(p.name for p in (tmp_path / "single/adapter").iterdir())
+    files = sorted(p.name for p in (run_dir / "adapter").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "single/adapter").iterdir())
     # Same batches: each rank's loss is its own rows' mean, so the average differs from one process's only slightly.
     assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=0.02)
 
@@ -145,7 +146,8 @@ def test_hostfile_must_list_one_host_per_process(tmp_path):
     hosts = tmp_path / "hosts.json"
     hosts.write_text(json.dumps([{"ssh": "mac1.local", "ips": ["10.0.0.1"]}, {"ssh": "mac2.local", "ips": ["10.0.0.2"]}]))
     proc = _stage(tmp_path, "--num-processes", "4", "--batch-size", "4", "--hostfile", str(hosts))
-    assert proc.stderr.strip().endswith(f"error: hostfile {hosts} lists 2 hosts but num_processes is 4: one process per host entry")
+    assert proc.stderr.strip().endswith(
+        f"error: hostfile {hosts} lists 2 hosts but num_processes is 4: one process per host entry")
 
 
 def test_a_failing_rank_fails_the_stage_with_one_line(tmp_path):

@@ -123,6 +123,12 @@ def split_lines(path: Path) -> Iterator[tuple[int, str, bool]]:
     return _parquet_lines(path) if path.suffix == ".parquet" else iter_lines(path)
 
 
+def _staging_dir(output_dir: Path) -> Path:
+    """An empty folder beside ``output_dir`` to build it in (``*.tmp``: git-ignored if a kill leaves it)."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
+
+
 def materialize(snapshot: Path, output_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Check every row of the snapshot's splits and write ``output_dir`` in full, or not at all.
 
@@ -130,8 +136,7 @@ def materialize(snapshot: Path, output_dir: Path, record: dict[str, Any]) -> dic
     """
     files = find_split_files(snapshot)
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    staging = _staging_dir(output_dir)
     try:
         total = new_stats("dataset")
         per_split: dict[str, StageStats] = {}
@@ -157,7 +162,8 @@ def materialize(snapshot: Path, output_dir: Path, record: dict[str, Any]) -> dic
             "files": {split: f"{split}.jsonl" for split in SPLITS},
             "rejected": {split: f"rejected_{split}.jsonl" for split in SPLITS},
             "repo_files": {split: [p.relative_to(snapshot).as_posix() for p in files[split]] for split in SPLITS},
-            "rows": {split: {"in": s.rows_in, "kept": s.kept, "rejected": s.rejected_total} for split, s in per_split.items()},
+            "rows": {split: {"in": s.rows_in, "kept": s.kept, "rejected": s.rejected_total}
+                     for split, s in per_split.items()},
         }
         write_json(staging / SOURCE_FILE, source)
         replace_dir(staging, output_dir)
@@ -165,7 +171,8 @@ def materialize(snapshot: Path, output_dir: Path, record: dict[str, Any]) -> dic
         shutil.rmtree(staging, ignore_errors=True)
         raise
     summary = {**{k: v for k, v in source.items() if k not in ("files", "rejected", "rows")}, **total.as_dict()}
-    summary["per_split"] = {name: {k: v for k, v in s.as_dict().items() if k != "per_domain"} for name, s in per_split.items()}
+    summary["per_split"] = {name: {k: v for k, v in s.as_dict().items() if k != "per_domain"}
+                            for name, s in per_split.items()}
     return summary
 
 
@@ -174,8 +181,7 @@ def write_local(output_dir: Path) -> dict[str, Any]:
     from compression_layer.data.source import local_record
 
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    staging = _staging_dir(output_dir)
     write_json(staging / SOURCE_FILE, local_record())
     replace_dir(staging, output_dir)
     return {"source": "local"}

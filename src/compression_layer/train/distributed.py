@@ -59,7 +59,9 @@ def check(config: DistributedConfig, batch_size: int) -> None:
     if config.hostfile is not None:
         hosts = hostfile_hosts(config.hostfile)
         if hosts != n:
-            raise ParamsError(f"hostfile {config.hostfile} lists {hosts} hosts but num_processes is {n}: one process per host entry")
+            raise ParamsError(
+                f"hostfile {config.hostfile} lists {hosts} hosts but num_processes is {n}: one process per host entry"
+            )
 
 
 def hostfile_hosts(path: str | Path) -> int:
