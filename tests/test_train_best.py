@@ -1,0 +1,179 @@
+"""The best adapter and early stopping on the tiny model, and the evaluate stage's choice between best and last.
+
+    .venv/bin/python -m pytest -q tests/test_train_best.py
+
+A learning rate of 1e-2 makes the tiny model's validation loss go up and down, so "best" and "last" differ
+and early stopping triggers. The expected stopping iteration is computed here, from the validation losses
+of a run without early stopping and the documented rule, not taken from the code under test. About 40 s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import mlx.core as mx
+import pytest
+import yaml
+from mlx_lm.tuner.callbacks import TrainingCallback
+from train_support import ROOT, chat_rows, make_data, quick_train, write_rows
+
+from compression_layer.evaluate.generate import BEST_ADAPTER_FILE as EVALUATE_BEST_FILE
+from compression_layer.params import ParamsError, build
+from compression_layer.train.checkpoint import BEST_ADAPTER_FILE
+from compression_layer.train.config import TrainConfig
+
+SETTINGS = dict(iters=16, learning_rate=1e-2, steps_per_eval=2, save_every=2)
+
+
+class ValLosses(TrainingCallback):
+    """The exact validation losses (history/val.csv rounds them)."""
+
+    def __init__(self):
+        self.losses: list[tuple[int, float]] = []
+
+    def on_val_loss_report(self, info: dict) -> None:
+        self.losses.append((info["iteration"], info["val_loss"]))
+
+
+def expected_stop(losses: list[tuple[int, float]], patience: int, min_delta: float) -> int | None:
+    """The rule as documented: stop after `patience` validations in a row whose loss is not below the best
+    so far by more than `min_delta` (the validation at iteration 0 sets the first best)."""
+    best, bad = math.inf, 0
+    for step, loss in losses:
+        bad = 0 if loss < best - min_delta else bad + 1
+        best = min(best, loss)
+        if bad >= patience:
+            return step
+    return None
+
+
+def same_weights(a, b) -> bool:
+    x, y = mx.load(str(a)), mx.load(str(b))
+    return x.keys() == y.keys() and all(mx.array_equal(x[k], y[k]).item() for k in x)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("best-data"))
+
+
+@pytest.fixture(scope="module")
+def full(tiny_model_path, tmp_path_factory, data):
+    """The run without early stopping: every validation, a checkpoint at each."""
+    tmp = tmp_path_factory.mktemp("best-full")
+    losses = ValLosses()
+    result = quick_train(tiny_model_path, tmp, data=data, callbacks=[losses], **SETTINGS)
+    return result, tmp / "run", losses.losses
+
+
+@pytest.fixture(scope="module")
+def stopped(tiny_model_path, tmp_path_factory, data):
+    """Runs with early stopping, by (patience, min_delta)."""
+    runs = {}
+
+    def get(patience: int, min_delta: float):
+        if (patience, min_delta) not in runs:
+            tmp = tmp_path_factory.mktemp("best-stopped")
+            result = quick_train(tiny_model_path, tmp, data=data, early_stopping_patience=patience,
+                                 early_stopping_min_delta=min_delta, **SETTINGS)
+            runs[patience, min_delta] = result, tmp / "run"
+        return runs[patience, min_delta]
+
+    return get
+
+
+def test_the_best_file_name_is_the_one_evaluate_and_compress_read():
+    assert BEST_ADAPTER_FILE == EVALUATE_BEST_FILE == "best_adapters.safetensors"
+
+
+def test_best_adapter_is_the_checkpoint_with_the_lowest_val_loss(full):
+    result, run, losses = full
+    best_step, best_loss = min(losses, key=lambda sl: sl[1])
+    assert result.metrics["best_val_iteration"] == best_step
+    assert result.metrics["best_val_loss"] == pytest.approx(best_loss, abs=1e-6)
+    assert result.metrics["stopped_early"] is False and result.metrics["iterations"] == 16
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["best_adapter"] == {"file": "adapter/best_adapters.safetensors", "iteration": best_step,
+                                        "val_loss": result.metrics["best_val_loss"]}
+    assert run_json["stopped_early"] is None
+    assert same_weights(run / "adapter" / BEST_ADAPTER_FILE, run / "adapter" / f"{best_step:07d}_adapters.safetensors")
+
+
+@pytest.mark.parametrize("patience, min_delta", [(1, 0.0), (2, 0.0), (3, 0.5)])
+def test_early_stopping_stops_where_the_rule_says(full, stopped, patience, min_delta):
+    _, full_run, losses = full
+    stop = expected_stop(losses, patience, min_delta)
+    assert stop is not None and stop < 16, "these settings are meant to trigger early stopping"
+    result, run = stopped(patience, min_delta)
+
+    assert result.metrics["iterations"] == stop and result.metrics["stopped_early"] is True
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["status"] == "completed"
+    info = run_json["stopped_early"]
+    assert info["iteration"] == stop and f"early_stopping_patience {patience}" in info["reason"]
+    assert f"for {patience} validations in a row" in info["reason"]
+    early = [line for line in (run / "train.log").read_text().splitlines() if "early stop:" in line]
+    assert len(early) == 1 and f"iter {stop} |" in early[0].replace("  ", " ")
+    # The same run as without early stopping, cut at the stop: the last adapter is that iteration's.
+    val_rows = (run / "history/val.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in val_rows] == [s for s, _ in losses if s <= stop]
+    assert int((run / "history/train.csv").read_text().splitlines()[-1].split(",")[0]) == stop
+    assert same_weights(run / "adapter/adapters.safetensors", full_run / f"adapter/{stop:07d}_adapters.safetensors")
+    # The best adapter is the lowest val loss up to the stop, kept beside the last one.
+    best_step = min(((s, v) for s, v in losses if s <= stop), key=lambda sl: sl[1])[0]
+    assert result.metrics["best_val_iteration"] == info["best_val_iteration"] == best_step
+    assert same_weights(run / "adapter" / BEST_ADAPTER_FILE, full_run / f"adapter/{best_step:07d}_adapters.safetensors")
+    if min_delta == 0.0:
+        assert best_step < stop  # stopping on a validation that did not improve: best and last differ
+
+
+def test_min_delta_makes_small_improvements_count_as_none(full):
+    _, _, losses = full
+    # With min_delta the rule stops earlier than without, for the same patience, on these losses.
+    assert expected_stop(losses, 3, 0.5) < (expected_stop(losses, 3, 0.0) or 10**9)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"early_stopping_patience": -1}, "early_stopping_patience must be >= 0"),
+    ({"early_stopping_min_delta": -0.1}, "early_stopping_min_delta must be >= 0"),
+    ({"early_stopping_patience": 1.5}, "early_stopping_patience: expected an integer"),
+])
+def test_bad_early_stopping_params(values, message):
+    with pytest.raises(ParamsError, match=message):
+        build(TrainConfig, values, "params.yaml")
+
+
+def test_patience_zero_is_off(tiny_model_path, tmp_path, data):
+    result = quick_train(tiny_model_path, tmp_path, data=data, early_stopping_patience=0, **SETTINGS)
+    assert result.metrics["iterations"] == 16 and result.metrics["stopped_early"] is False
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_eval_adapter_param_chooses_the_file_evaluate_uses(tmp_path, tiny_model_path, stopped, which):
+    """stages/evaluate.py on a run whose best (iteration < stop) and last adapters differ, with
+    eval_adapter from a params file as the pipeline passes it."""
+    _, run = stopped(1, 0.0)
+    test = write_rows(tmp_path / "test.jsonl", chat_rows(4, seed=3))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"model": str(tiny_model_path), "eval_adapter": which, "eval_limit": 2,
+                                      "eval_max_tokens": 4, "eval_batch_size": 2}))
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/evaluate.py"), "--params", str(params),
+                           "--adapter-path", str(run / "adapter"), "--test", str(test),
+                           "--output", str(tmp_path / "predictions.jsonl"), "--metrics", str(tmp_path / "eval.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    adapter = json.loads((tmp_path / "eval.json").read_text())["settings"]["adapter"]
+    assert adapter["kind"] == which
+    assert adapter["file"].endswith(BEST_ADAPTER_FILE if which == "best" else "/adapters.safetensors")
+    # The loss the evaluate stage reports is that of the chosen weights.
+    from compression_layer.evaluate.generate import load, test_loss
+
+    model, tokenizer, weights = load(str(tiny_model_path), run / "adapter", which)
+    records = [json.loads(line) for line in test.read_text().splitlines()]
+    expected = test_loss(model, tokenizer, records, 4, -1, 2048)["loss"]
+    assert json.loads((tmp_path / "eval.json").read_text())["test_loss"] == pytest.approx(expected, rel=1e-5)
+    other = load(str(tiny_model_path), run / "adapter", "last" if which == "best" else "best")
+    assert test_loss(other[0], other[1], records, 4, -1, 2048)["loss"] != pytest.approx(expected, rel=1e-5)
