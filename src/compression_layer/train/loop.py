@@ -28,6 +28,7 @@ from mlx_lm.tuner.trainer import default_loss
 from compression_layer.train.checkpoint import BEST_ADAPTER_FILE, adapter_weights, save_adapter, save_weights
 from compression_layer.train.config import TrainConfig
 from compression_layer.train.data import Batching, train_batches, val_batch_indices
+from compression_layer.train.resume import gather_ranks
 from compression_layer.train.stopping import ValidationWatch
 
 
@@ -114,7 +115,8 @@ def train_loop(
 
     A resumed run passes the restored ``start`` progress and ``grad_accum`` (model, optimizer and RNG are
     already restored). ``watch`` keeps the best adapter (written to best_adapters.safetensors) and stops
-    early; ``save_state(iteration, model, optimizer, grad_accum, progress, watch)`` runs at every checkpoint.
+    early; ``save_state(iteration, model, optimizer, ranks, progress, watch)`` runs at every checkpoint
+    (on rank 0; ``ranks`` is resume.gather_ranks' per-rank values).
     """
     world = mx.distributed.init()
     world_size, rank = world.size(), world.rank()
@@ -205,15 +207,17 @@ def train_loop(
                 if stop and steps:
                     report(it)  # the train loss of the last, partial report window
 
-            if it % config.save_every == 0 and rank == 0:
-                path = save_adapter(adapter_dir, model, it)
-                on_save = getattr(callback, "on_checkpoint", None)
-                if on_save is not None:
-                    on_save(it, path)
-                if save_state is not None and not stop:
-                    window = Progress(it, trained_tokens, total_time, losses.item() if steps else 0.0,
-                                      int(n_tokens.item()) if steps else 0, steps, window_time)
-                    save_state(it, model, optimizer, grad_accum, dataclasses.asdict(window), watch.to_dict())
+            if it % config.save_every == 0:
+                # Per-rank values (RNG key, accumulated gradient, window sums) reach rank 0 by a collective.
+                ranks = None if save_state is None or stop else gather_ranks(grad_accum, losses, n_tokens)
+                if rank == 0:
+                    path = save_adapter(adapter_dir, model, it)
+                    on_save = getattr(callback, "on_checkpoint", None)
+                    if on_save is not None:
+                        on_save(it, path)
+                    if ranks is not None:
+                        window = Progress(it, trained_tokens, total_time, 0.0, 0, steps, window_time)
+                        save_state(it, model, optimizer, ranks, dataclasses.asdict(window), watch.to_dict())
             if stop:
                 on_stop = getattr(callback, "on_early_stop", None)
                 if on_stop is not None:

@@ -7,8 +7,9 @@ run-cache for the stage. A finished run deletes it, so the run dir stays the onl
     latest.resume/
       checkpoints/NNNNNNN_adapters.safetensors   numbered adapters saved so far (each written atomically)
       state-NNNNNNN/                             the newest complete state (a folder renamed into place)
-        adapters.safetensors  optimizer.safetensors  [grad_accum.safetensors]  [best_adapters.safetensors]
-        train.log  state.json (iteration, progress, history rows, RNG key, params fingerprint)
+        adapters.safetensors  optimizer.safetensors  [best_adapters.safetensors]  train.log
+        ranks.safetensors   per rank: MLX RNG key, accumulated gradient, report-window loss and tokens
+        state.json          iteration, progress, validation watch, history rows, params fingerprint
 
 A state folder is written under a temporary name and renamed when complete, so a kill during a save
 leaves the previous state as it was. The data order needs no saved generator: it is a function of the
@@ -151,22 +152,48 @@ def _fill(template: Any, flat: dict[str, mx.array], what: str) -> Any:
     return tree_map_with_path(lambda path, _: flat[path], template)
 
 
-def restore_training(state: SavedState, model: nn.Module, optimizer: Any) -> Any:
-    """Put the adapter weights, optimizer state and MLX RNG key back; returns the accumulated gradient
-    (None unless the checkpoint fell between two updates of gradient accumulation)."""
+def gather_ranks(grad_accum: Any, window_loss: Any, window_tokens: Any) -> dict[str, mx.array]:
+    """What differs between the ranks of a data-parallel run (each has its own rows), stacked by rank so
+    that rank 0 can save it: the MLX RNG key, the gradient accumulated since the last update and the
+    report-window sums. A collective: every rank calls it at every checkpoint."""
+    world = mx.distributed.init()
+    local = {"random_key": mx.random.state[0], "window_loss": mx.array(window_loss, mx.float32),
+             "window_tokens": mx.array(window_tokens, mx.int32)}
+    if grad_accum is not None:
+        local.update((f"grad.{k}", v) for k, v in tree_flatten(grad_accum))
+    if world.size() == 1:
+        return {k: v[None] for k, v in local.items()}
+    # all_sum of arrays that are zero except in this rank's slot: an exact gather. Evaluated here, on
+    # every rank: a collective that only rank 0 evaluates (when it saves) would wait forever.
+    gathered = {k: mx.distributed.all_sum(mx.zeros((world.size(), *v.shape), v.dtype).at[world.rank()].add(v),
+                                          stream=mx.cpu) for k, v in local.items()}
+    mx.eval(gathered)
+    return gathered
+
+
+@dataclass
+class RankState:
+    grad_accum: Any  # None unless the checkpoint fell between two updates of gradient accumulation
+    window_loss: float
+    window_tokens: int
+
+
+def restore_training(state: SavedState, model: nn.Module, optimizer: Any, rank: int = 0) -> RankState:
+    """Put the adapter weights, optimizer state and this rank's MLX RNG key back; returns this rank's
+    accumulated gradient and report-window sums."""
     weights = state.arrays("adapters.safetensors")
     trainable = model.trainable_parameters()
     model.update(_fill(trainable, weights, "adapter"))
     optimizer.init(trainable)
     optimizer.state = _fill(optimizer.state, state.arrays("optimizer.safetensors"), "optimizer state")
     optimizer.init(model.trainable_parameters())  # marks it initialised; the loaded entries are kept
-    grad = None
-    if "grad_accum.safetensors" in state.info["files"]:
-        grad = _fill(model.trainable_parameters(), state.arrays("grad_accum.safetensors"), "accumulated gradient")
-    high, low = state.info["random_key"]
+    ranks = state.arrays("ranks.safetensors")
+    grads = {k[len("grad."):]: v[rank] for k, v in ranks.items() if k.startswith("grad.")}
+    grad = _fill(model.trainable_parameters(), grads, "accumulated gradient") if grads else None
+    high, low = ranks["random_key"][rank].tolist()
     mx.random.seed((int(high) << 32) | int(low))  # a key is two uint32 words; seed(n) sets [n >> 32, n & mask]
     mx.eval(model.parameters(), optimizer.state, grad)
-    return grad
+    return RankState(grad, ranks["window_loss"][rank].item(), int(ranks["window_tokens"][rank].item()))
 
 
 def restore_run_dir(state: SavedState, resume_dir: Path, adapter_dir: Path) -> None:
@@ -213,8 +240,9 @@ class Checkpointer:
         self.recorder = recorder
         self.first_started_at = first_started_at
 
-    def save(self, iteration: int, model: nn.Module, optimizer: Any, grad_accum: Any, progress: dict[str, Any],
-             watch: dict[str, Any]) -> Path:
+    def save(self, iteration: int, model: nn.Module, optimizer: Any, ranks: dict[str, mx.array],
+             progress: dict[str, Any], watch: dict[str, Any]) -> Path:
+        """``ranks``: gather_ranks' arrays; ``progress`` and ``watch``: the loop's Progress and ValidationWatch."""
         from compression_layer.train.report import now
 
         adapter_dir = self.run_dir / "adapter"
@@ -228,13 +256,11 @@ class Checkpointer:
         tmp = self.resume_dir / f".state-{iteration:07d}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        files = ["adapters.safetensors", "optimizer.safetensors"]
+        files = ["adapters.safetensors", "optimizer.safetensors", "ranks.safetensors"]
         save_weights(tmp / "adapters.safetensors", adapter_weights(model))
         save_weights(tmp / "optimizer.safetensors", dict(tree_flatten(optimizer.state)))
-        if grad_accum is not None:
-            save_weights(tmp / "grad_accum.safetensors", dict(tree_flatten(grad_accum)))
-            files.append("grad_accum.safetensors")
         _kill_hook(iteration, "partial")
+        save_weights(tmp / "ranks.safetensors", ranks)
         if (adapter_dir / BEST_ADAPTER_FILE).is_file():
             shutil.copyfile(adapter_dir / BEST_ADAPTER_FILE, tmp / BEST_ADAPTER_FILE)
             files.append(BEST_ADAPTER_FILE)
@@ -250,7 +276,6 @@ class Checkpointer:
             "fingerprint": self.fingerprint,
             "progress": progress,
             "watch": watch,
-            "random_key": [int(x) for x in mx.random.state[0].tolist()],
             "recorder": self.recorder.snapshot(),
             "checkpoints": checkpoints,
             "files": files,
@@ -269,6 +294,22 @@ class Checkpointer:
             with contextlib.suppress(OSError):
                 shutil.rmtree(stale)
         return final
+
+
+def check_ranks_agree(state: SavedState | None, resume_dir: Path, world: Any) -> None:
+    """Every rank of a data-parallel run must resume from the same iteration (or none): ranks on other
+    machines see their own copy of the resume dir, which only a shared filesystem keeps in step."""
+    from compression_layer.train.errors import TrainError
+
+    if world.size() == 1:
+        return
+    mine = state.iteration if state is not None else -1
+    slots = mx.zeros(world.size(), mx.int32).at[world.rank()].add(mine + 1)
+    seen = [int(v) - 1 for v in mx.distributed.all_sum(slots, stream=mx.cpu).tolist()]
+    if len(set(seen)) > 1:
+        raise TrainError(f"resume: the ranks found different checkpoints in {resume_dir} (iterations by rank, -1 = "
+                         f"none: {seen}); put the project on a filesystem all hosts share, or delete {resume_dir} "
+                         "on every host to start fresh")
 
 
 def choose(resume_dir: Path, current: dict[str, Any], fresh: bool = False) -> tuple[SavedState | None, str | None]:

@@ -205,6 +205,7 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
         log("warning: early_stopping_patience is set but there is no validation split: early stopping is off")
     fingerprint = resume.fingerprint(config, model_path, train_path, valid_path, world.size())
     state, note = resume.choose(resume_dir, fingerprint, fresh)
+    resume.check_ranks_agree(state, resume_dir, world)
     barrier()  # every rank has read the resume state before rank 0 discards an unused one
     if note:
         log(note)
@@ -213,8 +214,10 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
     start, grad_accum = None, None
     run["resume"] = {"resumed": False, "from_iteration": None, "state_dir": str(resume_dir), "note": note}
     if state is not None:
-        grad_accum = resume.restore_training(state, model, optimizer)
-        start = Progress(**state.info["progress"])
+        mine = resume.restore_training(state, model, optimizer, world.rank())
+        grad_accum = mine.grad_accum
+        start = Progress(**{**state.info["progress"], "window_loss": mine.window_loss,
+                            "window_tokens": mine.window_tokens})
         watch = ValidationWatch.from_dict(state.info["watch"], config.early_stopping_patience,
                                           config.early_stopping_min_delta)
         if main:
