@@ -206,3 +206,16 @@ def test_fresh_flag_discards_the_state(setup):
     assert "--fresh given: discarding the checkpoint at iteration 5" in rerun.stdout
     assert json.loads((out / "run.json").read_text())["resume"]["resumed"] is False
     assert not resume_dir(out).exists()
+
+
+def test_an_unreadable_newest_state_falls_back_to_the_previous_one(setup, reference):
+    """Not a kill (renames make those safe) but a damaged disk or a hand edit: the older state is used."""
+    out = setup[0] / "damaged"
+    assert run_stage(setup, out, kill_at="10:published").returncode == -signal.SIGKILL
+    assert states(out) == ["state-0000005", "state-0000010"]
+    (resume_dir(out) / "state-0000010/state.json").write_text('{"iteration": 10, "fi')
+    rerun = run_stage(setup, out)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resume: skipped state-0000010 is unreadable" in rerun.stdout
+    assert "resumed from iteration 5 of 40" in resumed_line(rerun.stdout)
+    assert_same_run(out, reference)

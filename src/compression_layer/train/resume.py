@@ -324,5 +324,6 @@ def choose(resume_dir: Path, current: dict[str, Any], fresh: bool = False) -> tu
         return None, f"resume: --fresh given: discarding {where}; starting fresh"
     changes = differences(state.info.get("fingerprint", {}), current)
     if changes:
-        return None, f"resume: not resuming from {where}: it was made with other settings ({', '.join(changes)}); starting fresh"
-    return state, None
+        return None, (f"resume: not resuming from {where}: it was made with other settings "
+                      f"({', '.join(changes)}); starting fresh")
+    return state, (f"resume: skipped {'; '.join(notes)}" if notes else None)
