@@ -219,3 +219,15 @@ def test_an_unreadable_newest_state_falls_back_to_the_previous_one(setup, refere
     assert "resume: skipped state-0000010 is unreadable" in rerun.stdout
     assert "resumed from iteration 5 of 40" in resumed_line(rerun.stdout)
     assert_same_run(out, reference)
+
+
+def test_a_state_that_does_not_fit_the_model_is_a_one_line_error(setup):
+    out = setup[0] / "misfit"
+    assert run_stage(setup, out, "--iters", "10", kill_at="5:published").returncode == -signal.SIGKILL
+    mx.save_safetensors(str(resume_dir(out) / "state-0000005/optimizer.safetensors"), {"step": mx.array(5)})
+    rerun = run_stage(setup, out, "--iters", "10")
+    assert rerun.returncode == 1
+    errors = [line for line in rerun.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "error: resume: cannot restore" in errors[0] and "--fresh" in errors[0]
+    assert "Traceback" not in rerun.stderr
+    assert (resume_dir(out) / "state-0000005").is_dir()  # kept: deleting it is the user's call

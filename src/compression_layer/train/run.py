@@ -214,7 +214,11 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
     start, grad_accum = None, None
     run["resume"] = {"resumed": False, "from_iteration": None, "state_dir": str(resume_dir), "note": note}
     if state is not None:
-        mine = resume.restore_training(state, model, optimizer, world.rank())
+        try:
+            mine = resume.restore_training(state, model, optimizer, world.rank())
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:  # e.g. a checkpoint of another mlx-lm
+            raise TrainError(f"resume: cannot restore {state.path} ({str(exc).splitlines()[0]}); delete "
+                             f"{resume_dir} or run the stage with --fresh to start from iteration 0") from None
         grad_accum = mine.grad_accum
         start = Progress(**{**state.info["progress"], "window_loss": mine.window_loss,
                             "window_tokens": mine.window_tokens})
