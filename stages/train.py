@@ -5,6 +5,8 @@
 
 --train / --valid take a split file or a directory holding train.jsonl / valid.jsonl. Every training
 key can be overridden for a run by hand with --<key> (e.g. --lora-rank 16 --learning-rate 1e-5).
+A killed run, started again with the same params, continues from its last checkpoint (resume state in
+<output-dir>.resume/; --fresh discards it).
 """
 
 from __future__ import annotations
