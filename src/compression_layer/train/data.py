@@ -84,7 +84,18 @@ class Batching:
     world_size: int = 1
 
     def __post_init__(self) -> None:
+        # A row whose prompt fills max_seq_length has no completion token left to learn from; a batch of
+        # only such rows (length sorting groups them) would make the loss 0/0 = NaN. Leave them out.
+        offsets = np.array([offset for _, offset in self.split.items], dtype=np.int64)
+        trainable = np.minimum(self.split.lengths, self.max_seq_length) > offsets + 1
+        self.skipped_rows = int((~trainable).sum())
         order = np.argsort(self.split.lengths, kind="stable")
+        order = order[trainable[order]]
+        if len(order) < self.batch_size:
+            raise TrainError(
+                f"{self.split.name} split has {len(order)} rows with completion tokens within "
+                f"max_seq_length={self.max_seq_length}, fewer than batch_size={self.batch_size}; raise max_seq_length"
+            )
         n = len(order) - self.batch_size + 1
         # Each process of a distributed run takes every world_size-th row of a batch (as mlx-lm).
         self.batches = [
