@@ -2,9 +2,10 @@
 
     .venv/bin/python -m pytest -q tests/test_train_best.py
 
-A learning rate of 1e-2 makes the tiny model's validation loss go up and down, so "best" and "last" differ
-and early stopping triggers. The expected stopping iteration is computed here, from the validation losses
-of a run without early stopping and the documented rule, not taken from the code under test. About 40 s.
+A learning rate of 3e-2 makes the tiny model's validation loss go up and down, so "best" and "last" differ
+and early stopping triggers. The early-stopping cases are derived from the validation losses of a run
+without early stopping (so they hold for any build of the tiny model), and the expected stopping iteration
+is computed here with the documented rule, not taken from the code under test. About 40 s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from compression_layer.params import ParamsError, build
 from compression_layer.train.checkpoint import BEST_ADAPTER_FILE
 from compression_layer.train.config import TrainConfig
 
-SETTINGS = dict(iters=16, learning_rate=1e-2, steps_per_eval=2, save_every=2)
+SETTINGS = dict(iters=16, learning_rate=3e-2, steps_per_eval=2, save_every=2)
 
 
 class ValLosses(TrainingCallback):
@@ -48,6 +49,30 @@ def expected_stop(losses: list[tuple[int, float]], patience: int, min_delta: flo
         if bad >= patience:
             return step
     return None
+
+
+def longest_streak(losses: list[tuple[int, float]]) -> int:
+    """The most validations in a row that did not improve on the best so far."""
+    best, bad, longest = math.inf, 0, 0
+    for _, loss in losses:
+        bad = 0 if loss < best else bad + 1
+        best, longest = min(best, loss), max(longest, bad)
+    return longest
+
+
+def early_stopping_cases(losses: list[tuple[int, float]]) -> dict[str, tuple[int, float]]:
+    """(patience, min_delta) per case, from the losses of the run without early stopping."""
+    streak = longest_streak(losses)
+    steps = [s for s, _ in losses]
+    improvements = [prev - loss for (_, prev), (_, loss) in zip(losses, losses[1:]) if loss < prev]
+    return {
+        "patience-1": (1, 0.0),  # the first validation that does not improve
+        "longest-streak": (streak, 0.0),  # the end of the first streak of non-improvements that long
+        "no-stop": (streak + 1, 0.0),  # never: no streak is that long
+        "min-delta-all": (streak + 1, 1e9),  # no improvement is large enough: stops at validation streak + 1
+        # the smallest step down counts as none; whether that stops depends on the losses
+        "min-delta-smallest": (streak + 1, min(improvements) if improvements else 0.0),
+    } if streak and len(steps) > streak + 2 else {}
 
 
 def same_weights(a, b) -> bool:
@@ -102,16 +127,29 @@ def test_best_adapter_is_the_checkpoint_with_the_lowest_val_loss(full):
     assert same_weights(run / "adapter" / BEST_ADAPTER_FILE, run / "adapter" / f"{best_step:07d}_adapters.safetensors")
 
 
-@pytest.mark.parametrize("patience, min_delta", [(1, 0.0), (2, 0.0), (3, 0.5)])
-def test_early_stopping_stops_where_the_rule_says(full, stopped, patience, min_delta):
+@pytest.mark.parametrize("case", ["patience-1", "longest-streak", "no-stop", "min-delta-all",
+                                  "min-delta-smallest"])
+def test_early_stopping_stops_where_the_rule_says(full, stopped, case):
     _, full_run, losses = full
+    cases = early_stopping_cases(losses)
+    assert cases, f"these settings are meant to give non-improving validations: {losses}"
+    patience, min_delta = cases[case]
     stop = expected_stop(losses, patience, min_delta)
-    assert stop is not None and stop < 16, "these settings are meant to trigger early stopping"
+    if case in ("patience-1", "longest-streak", "min-delta-all"):
+        assert stop is not None and stop < 16
+    if case == "no-stop":
+        assert stop is None
+    if case == "min-delta-all":
+        assert stop == 2 * patience  # every validation after iteration 0 counts as no improvement
     result, run = stopped(patience, min_delta)
-
-    assert result.metrics["iterations"] == stop and result.metrics["stopped_early"] is True
     run_json = json.loads((run / "run.json").read_text())
     assert run_json["status"] == "completed"
+    if stop is None:
+        assert result.metrics["iterations"] == 16 and result.metrics["stopped_early"] is False
+        assert run_json["stopped_early"] is None and "early stop:" not in (run / "train.log").read_text()
+        return
+
+    assert result.metrics["iterations"] == stop and result.metrics["stopped_early"] is True
     info = run_json["stopped_early"]
     assert info["iteration"] == stop and f"early_stopping_patience {patience}" in info["reason"]
     assert f"for {patience} validations in a row" in info["reason"]
@@ -125,15 +163,11 @@ def test_early_stopping_stops_where_the_rule_says(full, stopped, patience, min_d
     # The best adapter is the lowest val loss up to the stop, kept beside the last one.
     best_step = min(((s, v) for s, v in losses if s <= stop), key=lambda sl: sl[1])[0]
     assert result.metrics["best_val_iteration"] == info["best_val_iteration"] == best_step
-    assert same_weights(run / "adapter" / BEST_ADAPTER_FILE, full_run / f"adapter/{best_step:07d}_adapters.safetensors")
+    best_file = full_run / f"adapter/{best_step:07d}_adapters.safetensors" if best_step else None
+    if best_file is not None:
+        assert same_weights(run / "adapter" / BEST_ADAPTER_FILE, best_file)
     if min_delta == 0.0:
         assert best_step < stop  # stopping on a validation that did not improve: best and last differ
-
-
-def test_min_delta_makes_small_improvements_count_as_none(full):
-    _, _, losses = full
-    # With min_delta the rule stops earlier than without, for the same patience, on these losses.
-    assert expected_stop(losses, 3, 0.5) < (expected_stop(losses, 3, 0.0) or 10**9)
 
 
 @pytest.mark.parametrize("values, message", [
@@ -155,7 +189,8 @@ def test_patience_zero_is_off(tiny_model_path, tmp_path, data):
 def test_eval_adapter_param_chooses_the_file_evaluate_uses(tmp_path, tiny_model_path, stopped, which):
     """stages/evaluate.py on a run whose best (iteration < stop) and last adapters differ, with
     eval_adapter from a params file as the pipeline passes it."""
-    _, run = stopped(1, 0.0)
+    result, run = stopped(1, 0.0)
+    assert result.metrics["stopped_early"] and result.metrics["best_val_iteration"] < result.metrics["iterations"]
     test = write_rows(tmp_path / "test.jsonl", chat_rows(4, seed=3))
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"model": str(tiny_model_path), "eval_adapter": which, "eval_limit": 2,
