@@ -183,3 +183,10 @@ def test_out_of_memory_during_a_run_fails_it_cleanly(tiny_model_path, tmp_path):
     assert not (tmp_path / "run").exists()
     failed = json.loads((tmp_path / "run.failed/run.json").read_text())
     assert failed["status"] == "failed" and failed["error"].startswith("out of memory while training")
+
+
+def test_diverging_training_stops_with_one_line_instead_of_a_nan_adapter(capfd, params, tmp_path):
+    data = make_data(tmp_path)
+    line = run_stage(capfd, params, data, "--optimizer", "sgd", "--learning-rate", "1e30", "--steps-per-report", "1")
+    assert "training diverged: train loss is nan at iteration" in line
+    assert (params.parent / "run.failed").exists()

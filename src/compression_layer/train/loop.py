@@ -12,6 +12,7 @@ the seed. Validation losses go through a ``ValidationWatch`` (best adapter, earl
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +29,7 @@ from mlx_lm.tuner.trainer import default_loss
 from compression_layer.train.checkpoint import BEST_ADAPTER_FILE, adapter_weights, save_adapter, save_weights
 from compression_layer.train.config import TrainConfig
 from compression_layer.train.data import Batching, train_batches, val_batch_indices
+from compression_layer.train.errors import TrainError
 from compression_layer.train.resume import gather_ranks
 from compression_layer.train.stopping import ValidationWatch
 
@@ -168,6 +170,12 @@ def train_loop(
         def report(it: int) -> None:
             nonlocal losses, n_tokens, steps, window_time, trained_tokens, total_time
             train_loss = mx.distributed.all_sum(losses, stream=mx.cpu).item() / (steps * world_size)
+            if not math.isfinite(train_loss):
+                # Every later step would be NaN too: stop now rather than write a ruined adapter.
+                raise TrainError(
+                    f"training diverged: train loss is {train_loss} at iteration {it} "
+                    f"(lower learning_rate, or check max_seq_length against the rows' prompt lengths)"
+                )
             n_tokens = int(mx.distributed.all_sum(n_tokens, stream=mx.cpu).item())
             trained_tokens += n_tokens
             total_time += window_time
