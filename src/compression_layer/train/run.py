@@ -198,6 +198,9 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
     if train_batching.truncated_rows:
         log(f"warning: {train_batching.truncated_rows} training rows are longer than max_seq_length="
             f"{config.max_seq_length} tokens and are truncated")
+    if train_batching.skipped_rows:
+        log(f"warning: {train_batching.skipped_rows} training rows have no completion token within max_seq_length="
+            f"{config.max_seq_length} (prompt too long) and are left out")
 
     recorder = Recorder(log, run_dir / "history" if main else None, config.iters)
     watch = ValidationWatch(config.early_stopping_patience, config.early_stopping_min_delta)
@@ -260,7 +263,8 @@ def _train(config: TrainConfig, train_path: Path, valid_path: Path | None, run_d
         checkpoints=recorder.checkpoints,
         data={**run["data"], "train_rows": len(train_split), "train_batches": len(train_batching),
               "valid_rows": len(valid_batching.split) if valid_batching else 0, "val_batches": loop.val_batches,
-              "truncated_train_rows": train_batching.truncated_rows},
+              "truncated_train_rows": train_batching.truncated_rows,
+              "skipped_train_rows": train_batching.skipped_rows},
         results=metrics,
         best_adapter=({"file": f"adapter/{BEST_ADAPTER_FILE}", "iteration": summary["best_val_iteration"],
                        "val_loss": summary["best_val_loss"]} if summary["best_val_iteration"] is not None else None),
