@@ -1,7 +1,8 @@
 """Which BLAS MLX's CPU matrix multiplies actually run on, for run.json, and its thread count.
 
 On Linux the mlx-cpu wheel bundles a reference BLAS (mlx_cpu.libs/libblas-*.so, ~6 GFLOP/s);
-`make setup` (scripts/setup_blas.sh) links that file to Debian's OpenBLAS (~30x faster). What the
+`make setup` (scripts/setup_blas.sh) links that file to Debian's OpenBLAS (~15-30x faster sgemm;
+benchmarks/blas.py measures it). What the
 process really bound is the only reliable answer, so this asks the dynamic linker which file defines
 the cblas_sgemm that MLX's library calls (dlsym + dladdr), after loading MLX.
 """
@@ -23,8 +24,9 @@ _KINDS = (
     ("reference", re.compile(r"/libblas\.so[.\d]*$")),  # a system reference libblas (libblas3)
 )
 
-# OPENBLAS_NUM_THREADS when the user has not set it. The tiny model's LoRA steps train as fast on one
-# thread as on two and generate faster (threading overhead dominates small matrices).
+# OPENBLAS_NUM_THREADS when the user has not set it. On 2 cores the tiny model's LoRA steps ran 5-15%
+# faster on one thread than on two and generated as fast (small matrices: threading overhead), and one
+# thread leaves the other core to a concurrent process. Big models gain from more: set the variable.
 DEFAULT_OPENBLAS_THREADS = 1
 
 
