@@ -3,8 +3,9 @@
 #
 #   bash scripts/setup_blas.sh .venv/bin/python      (make setup runs this)
 #
-# The mlx-cpu wheel links mlx_cpu.libs/libblas-<hash>.so.* (reference BLAS, ~6 GFLOP/s sgemm here);
-# OpenBLAS does ~120-250 GFLOP/s, which makes LoRA training ~9x faster with identical losses. The
+# The mlx-cpu wheel links mlx_cpu.libs/libblas-<hash>.so.* (reference BLAS, ~8 GFLOP/s sgemm here);
+# OpenBLAS does ~110 (1 thread) to ~230 (2 threads) GFLOP/s: tiny-model training steps run ~6x faster
+# with the same losses (benchmarks/blas.py, tests/test_blas.py). The
 # bundled file is kept as <name>.reference and replaced by a symlink to OpenBLAS's libblas.so.3.
 # Idempotent. A no-op on macOS (Accelerate) and without mlx-cpu (CUDA). When OpenBLAS cannot be had
 # (not root, no apt, apt fails) it prints one warning and leaves the bundled BLAS in place.
