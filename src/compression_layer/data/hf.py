@@ -10,7 +10,6 @@ is recorded in ``source.json``, so a rerun of the pipeline can name exactly what
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from compression_layer.data.sanitize import new_stats, sanitize_lines
 from compression_layer.data.source import SOURCE_FILE, SPLITS
 from compression_layer.data.stats import StageStats
 from compression_layer.io import atomic_open, write_json
+from compression_layer.hub import hub_kwargs
 
 PATTERNS = ["*.jsonl", "*.parquet"]  # what is downloaded (huggingface_hub's fnmatch: '*' spans folders)
 ALIASES = {"train": ("train", "training"), "valid": ("valid", "validation", "val", "dev"), "test": ("test", "testing")}
@@ -31,17 +31,6 @@ _PART_RE = re.compile(r"^(?P<name>[a-z]+)(?:[-_.].*)?$")  # train.jsonl, train-0
 class DatasetSourceError(DataError):
     """The dataset repo cannot be fetched or read; one line for the user."""
 
-
-def hub_kwargs() -> dict[str, Any]:
-    """HF_HUB_CACHE / HF_HOME / HF_HUB_OFFLINE as they are now (huggingface_hub reads them once, at import)."""
-    kwargs: dict[str, Any] = {}
-    if os.environ.get("HF_HUB_CACHE"):
-        kwargs["cache_dir"] = os.environ["HF_HUB_CACHE"]
-    elif os.environ.get("HF_HOME"):
-        kwargs["cache_dir"] = str(Path(os.environ["HF_HOME"]) / "hub")
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        kwargs["local_files_only"] = True
-    return kwargs
 
 
 def download(repo: str, revision: str | None) -> tuple[Path, str]:

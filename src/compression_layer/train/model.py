@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +11,13 @@ from mlx.utils import tree_flatten
 
 from compression_layer.train.config import TrainConfig
 from compression_layer.train.errors import TrainError
+from compression_layer.hub import hub_kwargs
 
 
 def _looks_like_path(model: str) -> bool:
     """A local path (absolute, relative with ./ or ~, or more than one '/') rather than an 'org/name' hub id."""
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
 
-
-def _hub_env() -> dict[str, Any]:
-    """HF_HUB_CACHE / HF_HOME / HF_HUB_OFFLINE as they are now (huggingface_hub reads them once, at import)."""
-    kwargs: dict[str, Any] = {}
-    if os.environ.get("HF_HUB_CACHE"):
-        kwargs["cache_dir"] = os.environ["HF_HUB_CACHE"]
-    elif os.environ.get("HF_HOME"):
-        kwargs["cache_dir"] = str(Path(os.environ["HF_HOME"]) / "hub")
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        kwargs["local_files_only"] = True
-    return kwargs
 
 
 def resolve_model(model: str) -> Path:
@@ -58,7 +47,7 @@ def resolve_model(model: str) -> Path:
     from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
 
     try:
-        return Path(snapshot_download(model, allow_patterns=DEFAULT_ALLOW_PATTERNS, **_hub_env()))
+        return Path(snapshot_download(model, allow_patterns=DEFAULT_ALLOW_PATTERNS, **hub_kwargs()))
     except HFValidationError:
         raise TrainError(f"unknown model '{model}': not a local directory nor a valid Hugging Face repo id") from None
     except GatedRepoError:
