@@ -41,8 +41,9 @@ def write_test_split(path: Path, n: int = 8) -> list[dict]:
 
 
 def make_adapter(model_path: Path, out: Path, rank: int = 4, layers: int = 2, seed: int = 1) -> Path:
-    """A LoRA adapter for ``model_path`` with small random B matrices (mlx-lm starts B at zero, which
-    would leave the model unchanged), saved as mlx-lm saves one."""
+    """A LoRA adapter for ``model_path`` with random B matrices (mlx-lm starts B at zero, which would
+    leave the model unchanged), saved as mlx-lm saves one. B's scale (0.2) is large enough that two
+    seeds change the embedded model's greedy outputs (at 0.02 its confident outputs did not move)."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm import load
@@ -55,7 +56,7 @@ def make_adapter(model_path: Path, out: Path, rank: int = 4, layers: int = 2, se
     linear_to_lora_layers(model, layers, params)
     for _, module in model.named_modules():
         if hasattr(module, "lora_b"):
-            module.lora_b = mx.random.normal(module.lora_b.shape) * 0.02
+            module.lora_b = mx.random.normal(module.lora_b.shape) * 0.2
     out.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(out / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
     config = {"fine_tune_type": "lora", "num_layers": layers, "lora_parameters": params, "model": str(model_path)}
