@@ -26,7 +26,9 @@ from compression_layer.params import ParamsError, build
 from compression_layer.train.checkpoint import BEST_ADAPTER_FILE
 from compression_layer.train.config import TrainConfig
 
-SETTINGS = dict(iters=16, learning_rate=3e-2, steps_per_eval=2, save_every=2)
+# A learning rate far too high on purpose: validations then go up as well as down (measured on the
+# embedded model: 26.4, 28.6, 19.8, 11.3, 9.2, 8.5, 8.9, 9.3, 8.3), which early stopping needs.
+SETTINGS = dict(iters=16, learning_rate=1.0, steps_per_eval=2, save_every=2)
 
 
 class ValLosses(TrainingCallback):
