@@ -62,3 +62,17 @@ def git_commit(repo: Path, message: str) -> None:
     git = ["git", "-c", "user.email=test@localhost", "-c", "user.name=test"]
     subprocess.run(git + ["add", "-A"], cwd=repo, check=True)
     subprocess.run(git + ["commit", "-qm", message, "--allow-empty"], cwd=repo, check=True)
+
+
+def copy_repo_with_stages(dest: Path, stages: tuple[str, ...]) -> Path:
+    """copy_repo, with dvc.yaml cut down to ``stages`` (and DVC's .gitignore entries of the others dropped)."""
+    import yaml
+
+    repo = copy_repo(dest)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    pipeline["stages"] = {name: pipeline["stages"][name] for name in stages}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    for ignore in repo.rglob(".gitignore"):  # DVC's entries for the dropped stages' outputs
+        if ignore.parent != repo:
+            ignore.unlink()
+    return repo

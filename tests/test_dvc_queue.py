@@ -15,7 +15,7 @@ import json
 import time
 
 import yaml
-from repo_utils import copy_repo, git_commit, run
+from repo_utils import copy_repo_with_stages, git_commit, run
 from train_support import QUICK, chat_rows, write_rows
 
 WAIT_SECONDS = 150
@@ -32,13 +32,7 @@ def _experiments(shown: list[dict]) -> dict[str, dict]:
 
 
 def test_queued_sweep_runs_in_parallel_workers_and_shows_both(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    pipeline["stages"] = {name: pipeline["stages"][name] for name in ("dataset", "train")}
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    for ignore in repo.rglob(".gitignore"):  # DVC's entries for the dropped stages' outputs
-        if ignore.parent != repo:
-            ignore.unlink()
+    repo = copy_repo_with_stages(tmp_path / "repo", ("dataset", "train"))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params.update({k: v for k, v in QUICK.items() if k != "learning_rate"})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

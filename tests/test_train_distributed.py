@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from repo_utils import copy_repo, git_commit, run
+from repo_utils import copy_repo_with_stages, git_commit, run
 from train_support import QUICK, ROOT, chat_rows, write_rows
 
 from compression_layer.train.distributed import LAUNCHED_ENV, DistributedConfig, launch_command
@@ -47,13 +47,7 @@ if _dir and "MLX_RANK" in os.environ:
 
 def _project(tmp_path: Path) -> Path:
     """A repo copy with the dataset and train stages, tiny training params and small committed splits."""
-    repo = copy_repo(tmp_path / "repo")
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    pipeline["stages"] = {name: pipeline["stages"][name] for name in ("dataset", "train")}
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    for ignore in repo.rglob(".gitignore"):  # DVC's entries for the dropped stages' outputs
-        if ignore.parent != repo:
-            ignore.unlink()
+    repo = copy_repo_with_stages(tmp_path / "repo", ("dataset", "train"))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params.update({k: v for k, v in QUICK.items() if k != "learning_rate"}, num_processes=2)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import yaml
-from repo_utils import copy_repo, git_commit, run, venv_env
+from repo_utils import copy_repo_with_stages, git_commit, run, venv_env
 from train_support import chat_rows, write_rows
 
 RUN = Path("models/runs/mlx/latest")
@@ -51,13 +51,7 @@ def resumed_from(stdout: str) -> int:
 
 
 def test_killed_repro_and_exp_run_resume(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    pipeline["stages"] = {name: pipeline["stages"][name] for name in ("dataset", "train")}
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    for ignore in repo.rglob(".gitignore"):  # DVC's entries for the dropped stages' outputs
-        if ignore.parent != repo:
-            ignore.unlink()
+    repo = copy_repo_with_stages(tmp_path / "repo", ("dataset", "train"))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params.update(iters=30, batch_size=2, lora_layers=2, steps_per_report=5, steps_per_eval=5, save_every=5,
                   val_batches=2, max_seq_length=256, learning_rate=1e-3)
