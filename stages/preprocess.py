@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 from pathlib import Path
 
-from compression_layer.data.jsonl import DataError, iter_lines, require_file, write_record
-from compression_layer.data.preprocess import new_stats, preprocess_lines
+from compression_layer.data.chunks import Job, run_jobs
+from compression_layer.data.jsonl import DataError, require_file
+from compression_layer.data.preprocess import new_stats, write_decisions
 from compression_layer.data.report import print_summary
 from compression_layer.io import atomic_open, write_json
 from compression_layer.params import ParamsError, PreprocessParams, build, load_section
@@ -32,6 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stats", help="write the stats (DVC metric) JSON here")
     p.add_argument("--params", help="params file for thresholds not given as flags (default: params.yaml if present)")
     p.add_argument("--section", default="preprocess_nl", help="params section to read (default: preprocess_nl)")
+    p.add_argument("--workers", type=int, help="processes deciding rows (default: one per CPU; outputs do not depend on it)")
     return p.parse_args(argv)
 
 
@@ -55,17 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         source_path = require_file(args.input)
         stats = new_stats()
         with contextlib.ExitStack() as stack:
-            kept_fh = stack.enter_context(atomic_open(args.output))
-            rejected_fh = stack.enter_context(atomic_open(args.rejected))
-            for decision in preprocess_lines(iter_lines(source_path), params, stats):
-                if decision.kept:
-                    write_record(kept_fh, decision.record)
-                    stats.keep(decision.domain)
-                    stats.add("char_ratio", decision.record["validation"]["char_ratio"])
-                    stats.add("token_ratio", decision.record["validation"]["token_ratio"])
-                else:
-                    write_record(rejected_fh, decision.record)
-                    stats.reject(decision.reason, decision.domain)
+            job = Job(source_path, stack.enter_context(atomic_open(args.output)),
+                      stack.enter_context(atomic_open(args.rejected)), stats)
+            run_jobs([job], functools.partial(write_decisions, params=params), new_stats, args.workers)
             stats.check()  # inside the block: a mismatch leaves no output behind
         summary = stats.as_dict()
         summary["thresholds"] = {"max_char_ratio": params.max_char_ratio, "max_token_ratio": params.max_token_ratio}

@@ -16,9 +16,10 @@ import contextlib
 import sys
 from pathlib import Path
 
-from compression_layer.data.jsonl import DataError, iter_lines, require_file, write_record, write_text_line
+from compression_layer.data.chunks import Job, run_jobs
+from compression_layer.data.jsonl import DataError, require_file
 from compression_layer.data.report import print_summary
-from compression_layer.data.sanitize import new_stats, sanitize_lines
+from compression_layer.data.sanitize import new_stats, write_decisions
 from compression_layer.data.stats import StageStats
 from compression_layer.io import atomic_open, write_json
 
@@ -35,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     many.add_argument("--input-dir", help="directory with train.jsonl, valid.jsonl, test.jsonl")
     many.add_argument("--output-dir", help="directory for {split}.jsonl and unsanitized_{split}.jsonl")
     p.add_argument("--stats", help="write the stats (DVC metric) JSON here")
+    p.add_argument("--workers", type=int, help="processes deciding rows (default: one per CPU; outputs do not depend on it)")
     args = p.parse_args(argv)
     single = [args.input, args.sanitized, args.unsanitized]
     folders = [args.input_dir, args.output_dir]
@@ -62,21 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         per_file: dict[str, StageStats] = {}
         # All outputs are renamed into place together at the end: a failure leaves none of them.
         with contextlib.ExitStack() as stack:
+            batch = []
             for name, source, sanitized, unsanitized in work:
-                stats = per_file[name] = new_stats(f"sanitize {name}")
-                kept_fh = stack.enter_context(atomic_open(sanitized))
-                rejected_fh = stack.enter_context(atomic_open(unsanitized))
-                for decision in sanitize_lines(iter_lines(source), stats):
-                    if decision.kept:
-                        write_text_line(kept_fh, decision.text)
-                        stats.keep(decision.domain)
-                        total.keep(decision.domain)
-                    else:
-                        write_record(rejected_fh, decision.record)
-                        stats.reject(decision.reason, decision.domain)
-                        total.reject(decision.reason, decision.domain)
+                per_file[name] = new_stats(f"sanitize {name}")
+                batch.append(Job(source, stack.enter_context(atomic_open(sanitized)),
+                                 stack.enter_context(atomic_open(unsanitized)), per_file[name]))
+            run_jobs(batch, write_decisions, new_stats, args.workers)
+            for stats in per_file.values():
                 stats.check()
-                total.rows_in += stats.rows_in
+                total.merge(stats)
             total.check()
         summary = total.as_dict()
         summary["per_split"] = {

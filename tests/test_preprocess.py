@@ -193,8 +193,7 @@ def test_matches_a_plain_reading_of_the_spec(seed):
     lines += [data_corpus.raw_line(random.Random(seed + i), random.choice(["nl", "code"])) for i in range(300)]
     for params in (NL, PreprocessParams(1.0, 1.0)):
         stats = new_stats()
-        streamed = list(preprocess_lines(((i, t, True) for i, t in enumerate(lines, 1)), params, stats,
-                                         batch_size=37))
+        streamed = list(preprocess_lines(((i, t, True) for i, t in enumerate(lines, 1)), params, stats))
         assert len(streamed) == len(lines) == stats.rows_in
         for number, (text, decision) in enumerate(zip(lines, streamed), start=1):
             assert decision == decide(number, text, params)

@@ -27,11 +27,23 @@ def require_file(path: str | Path, what: str = "input file") -> Path:
     return path
 
 
-def iter_lines(path: str | Path) -> Iterator[tuple[int, str, bool]]:
-    """Yield ``(1-based line number, text, is_utf8)`` for every non-blank line of ``path``."""
-    number = 0
+def iter_lines(
+    path: str | Path, start: int = 0, end: int | None = None, first_line: int = 1
+) -> Iterator[tuple[int, str, bool]]:
+    """Yield ``(1-based line number, text, is_utf8)`` for every non-blank line of ``path``.
+
+    With ``start``/``end``, only the lines in that byte range (both at line starts), numbered
+    from ``first_line`` (see count_line_ends).
+    """
+    number = first_line - 1
+    remaining = None if end is None else end - start
     with open(path, "rb") as fh:
+        fh.seek(start)
         for raw in fh:
+            if remaining is not None:
+                if remaining <= 0:
+                    break
+                remaining -= len(raw)
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
             if b"\r" in raw:
@@ -49,6 +61,12 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str, bool]]:
                     ok = False
                 if text.strip():
                     yield number, text, ok
+
+
+def count_line_ends(data: bytes) -> int:
+    """How many lines ``iter_lines`` numbers in ``data`` when ``data`` ends with ``\\n``:
+    every ``\\n`` and every ``\\r`` end one, but ``\\r\\n`` ends only one."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
 def write_record(fh: IO[str], obj: Any) -> None:

@@ -9,11 +9,11 @@ the reason, a detail and the original (parsed value, or raw text when it was not
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 from compression_layer.data.clean import clean_compressed
+from compression_layer.data.jsonl import write_record
 from compression_layer.data.stats import StageStats
-from compression_layer.data.token_batches import decide_lines
 from compression_layer.params import PreprocessParams
 from compression_layer.tokens import count_tokens, token_ratio
 
@@ -38,17 +38,6 @@ class Decision(NamedTuple):
     domain: str  # for stats: the row's domain, or UNKNOWN_DOMAIN
 
 
-class _Candidate(NamedTuple):
-    """A row that passed checks 1-6 and waits for its token counts."""
-
-    line: int
-    pair: dict[str, Any]
-    verbose: str
-    compressed: str
-    domain: str
-    char_ratio: float
-
-
 def new_stats() -> StageStats:
     return StageStats("preprocess", REASONS, DOMAINS)
 
@@ -58,8 +47,8 @@ def _reject(line: int, reason: str, detail: str, domain: str, original: Any, raw
     return Decision(False, record, reason, domain)
 
 
-def _check(line: int, text: str, is_utf8: bool, params: PreprocessParams) -> Decision | _Candidate:
-    """Checks 1-6 (everything but the token ratio)."""
+def decide(line: int, text: str, params: PreprocessParams, is_utf8: bool = True) -> Decision:
+    """The decision on one input line: the first failing check, else the kept row."""
     if not is_utf8:
         return _reject(line, "invalid_json", "line is not valid UTF-8", UNKNOWN_DOMAIN, text, raw=True)
     try:
@@ -90,48 +79,46 @@ def _check(line: int, text: str, is_utf8: bool, params: PreprocessParams) -> Dec
     char_ratio = len(compressed) / len(verbose)
     if char_ratio >= params.max_char_ratio:
         return _reject(line, "char_ratio", f"char ratio {char_ratio:.4f} >= {params.max_char_ratio}", domain, pair)
-    return _Candidate(line, pair, verbose, compressed, domain, char_ratio)
-
-
-def _finish(c: _Candidate, verbose_tokens: int, compressed_tokens: int, params: PreprocessParams) -> Decision:
-    """Check 7 (token ratio) and the kept row."""
-    ratio = token_ratio(compressed_tokens, verbose_tokens)
+    ratio = token_ratio(count_tokens(compressed), count_tokens(verbose))
     if ratio > params.max_token_ratio:
-        return _reject(c.line, "token_ratio", f"token ratio {ratio:.4f} > {params.max_token_ratio}", c.domain, c.pair)
-    metadata = c.pair.get("metadata")
+        return _reject(line, "token_ratio", f"token ratio {ratio:.4f} > {params.max_token_ratio}", domain, pair)
+    metadata = pair.get("metadata")
     record = {
-        "verbose": c.verbose,
-        "compressed": c.compressed,
-        "domain": c.domain,
-        "language": c.pair.get("language"),
+        "verbose": verbose,
+        "compressed": compressed,
+        "domain": domain,
+        "language": pair.get("language"),
         "metadata": metadata if isinstance(metadata, dict) else {},
-        "validation": {"passed": True, "char_ratio": round(c.char_ratio, 4), "token_ratio": round(ratio, 4)},
+        "validation": {"passed": True, "char_ratio": round(char_ratio, 4), "token_ratio": round(ratio, 4)},
     }
-    return Decision(True, record, None, c.domain)
-
-
-def decide(line: int, text: str, params: PreprocessParams, is_utf8: bool = True) -> Decision:
-    """The decision on one input line (one row at a time; the stage uses preprocess_lines)."""
-    checked = _check(line, text, is_utf8, params)
-    if isinstance(checked, Decision):
-        return checked
-    return _finish(checked, count_tokens(checked.verbose), count_tokens(checked.compressed), params)
+    return Decision(True, record, None, domain)
 
 
 def preprocess_lines(
     lines: Iterable[tuple[int, str, bool]],
     params: PreprocessParams,
     stats: StageStats,
-    batch_size: int = 512,
 ) -> Iterator[Decision]:
-    """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``.
+    """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``."""
+    for line, text, is_utf8 in lines:
+        stats.rows_in += 1
+        yield decide(line, text, params, is_utf8)
 
-    Rows are checked in batches by a producer thread while this thread counts the tokens of the
-    previous batch (see token_batches.decide_lines); memory is bounded by a few batches.
-    """
-    return decide_lines(
-        lines,
-        lambda line, text, is_utf8: _check(line, text, is_utf8, params),
-        lambda candidate, verbose_tokens, compressed_tokens: _finish(candidate, verbose_tokens, compressed_tokens, params),
-        _Candidate, stats, batch_size,
-    )
+
+def write_decisions(
+    lines: Iterable[tuple[int, str, bool]],
+    kept: IO[str],
+    rejected: IO[str],
+    stats: StageStats,
+    params: PreprocessParams,
+) -> None:
+    """Decide ``lines``, write kept rows to ``kept`` and rejected ones to ``rejected``; count all in ``stats``."""
+    for decision in preprocess_lines(lines, params, stats):
+        if decision.kept:
+            write_record(kept, decision.record)
+            stats.keep(decision.domain)
+            stats.add("char_ratio", decision.record["validation"]["char_ratio"])
+            stats.add("token_ratio", decision.record["validation"]["token_ratio"])
+        else:
+            write_record(rejected, decision.record)
+            stats.reject(decision.reason, decision.domain)

@@ -9,11 +9,11 @@ line, reason, detail and the original record (or the raw text).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple
 
+from compression_layer.data.jsonl import write_record, write_text_line
 from compression_layer.data.rules import is_code, rule_a, rule_b, rule_c, rule_d
 from compression_layer.data.stats import StageStats
-from compression_layer.data.token_batches import decide_lines
 from compression_layer.tokens import count_tokens
 
 REASONS = ("bad_format", "rule_a_expansion", "rule_b_orphan_symbol", "rule_c_lost_negation", "rule_d_missing_symbol")
@@ -28,19 +28,6 @@ class Decision(NamedTuple):
     record: dict[str, Any] | None  # rejected: line, reason, detail and the original
     reason: str | None
     domain: str
-
-
-class _Candidate(NamedTuple):
-    """A well-formed row: everything is decided but rule A, which needs the token counts."""
-
-    line: int
-    text: str
-    record: Any
-    verbose: str
-    compressed: str
-    domain: str
-    reason: str | None  # the first of rules B, C, D that fails, if any
-    detail: str | None
 
 
 def new_stats(stage: str = "sanitize") -> StageStats:
@@ -96,7 +83,8 @@ def _reject(line: int, reason: str, detail: str, domain: str, original: Any, raw
     return Decision(False, None, record, reason, domain)
 
 
-def _check_format(line: int, text: str, is_utf8: bool) -> Decision | _Candidate:
+def decide(line: int, text: str, is_utf8: bool = True) -> Decision:
+    """The decision on one input line: bad_format, else the first failing rule of A, B, C, D."""
     if not is_utf8:
         return _reject(line, "bad_format", "line is not valid UTF-8", UNKNOWN_DOMAIN, text, raw=True)
     try:
@@ -110,42 +98,36 @@ def _check_format(line: int, text: str, is_utf8: bool) -> Decision | _Candidate:
     verbose, compressed = pair
     lower = verbose.lower()
     code = is_code(verbose, lower)
-    # Rules B, C, D now (they need no tokens); rule A, which comes first, once the tokens are counted.
-    reason, detail = "rule_b_orphan_symbol", rule_b(compressed, code)
-    if detail is None and not code:
-        reason, detail = "rule_c_lost_negation", rule_c(verbose, compressed, lower)
-        if detail is None:
-            reason, detail = "rule_d_missing_symbol", rule_d(verbose, compressed, lower)
-    return _Candidate(line, text, record, verbose, compressed, "code" if code else "nl",
-                      reason if detail is not None else None, detail)
-
-
-def _apply_rules(c: _Candidate, verbose_tokens: int, compressed_tokens: int) -> Decision:
-    """Rule A first; otherwise the verdict of rules B, C, D."""
-    detail = rule_a(verbose_tokens, compressed_tokens)
+    domain = "code" if code else "nl"
+    detail = rule_a(count_tokens(verbose), count_tokens(compressed))
     if detail is not None:
-        return _reject(c.line, "rule_a_expansion", detail, c.domain, c.record)
-    if c.reason is not None:
-        return _reject(c.line, c.reason, c.detail, c.domain, c.record)
-    return Decision(True, c.text, None, None, c.domain)
+        return _reject(line, "rule_a_expansion", detail, domain, record)
+    detail = rule_b(compressed, code)
+    if detail is not None:
+        return _reject(line, "rule_b_orphan_symbol", detail, domain, record)
+    if not code:
+        detail = rule_c(verbose, compressed, lower)
+        if detail is not None:
+            return _reject(line, "rule_c_lost_negation", detail, domain, record)
+        detail = rule_d(verbose, compressed, lower)
+        if detail is not None:
+            return _reject(line, "rule_d_missing_symbol", detail, domain, record)
+    return Decision(True, text, None, None, domain)
 
 
-def decide(line: int, text: str, is_utf8: bool = True) -> Decision:
-    """The decision on one input line (one row at a time; the stage uses sanitize_lines)."""
-    checked = _check_format(line, text, is_utf8)
-    if isinstance(checked, Decision):
-        return checked
-    return _apply_rules(checked, count_tokens(checked.verbose), count_tokens(checked.compressed))
+def sanitize_lines(lines: Iterable[tuple[int, str, bool]], stats: StageStats) -> Iterator[Decision]:
+    """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``."""
+    for line, text, is_utf8 in lines:
+        stats.rows_in += 1
+        yield decide(line, text, is_utf8)
 
 
-def sanitize_lines(
-    lines: Iterable[tuple[int, str, bool]],
-    stats: StageStats,
-    batch_size: int = 512,
-) -> Iterator[Decision]:
-    """Decide every ``(line number, text, is_utf8)`` in input order; count rows read in ``stats``.
-
-    Rows are checked in batches by a producer thread while this thread counts the tokens of the
-    previous batch (see token_batches.decide_lines); memory is bounded by a few batches.
-    """
-    return decide_lines(lines, _check_format, _apply_rules, _Candidate, stats, batch_size)
+def write_decisions(lines: Iterable[tuple[int, str, bool]], kept: IO[str], rejected: IO[str], stats: StageStats) -> None:
+    """Decide ``lines``, write kept rows (unchanged) to ``kept`` and rejected ones to ``rejected``; count all in ``stats``."""
+    for decision in sanitize_lines(lines, stats):
+        if decision.kept:
+            write_text_line(kept, decision.text)
+            stats.keep(decision.domain)
+        else:
+            write_record(rejected, decision.record)
+            stats.reject(decision.reason, decision.domain)

@@ -12,6 +12,16 @@ from typing import Any, Iterable
 from compression_layer.data.jsonl import DataError
 
 
+# Sums are kept exactly, as integer multiples of 2**-1074 (the smallest float step), so a mean does
+# not depend on the order the values were added in (one process, or chunks merged).
+_EXPONENT = 1074
+
+
+def _exact(value: float) -> int:
+    numerator, denominator = float(value).as_integer_ratio()  # the denominator is a power of two
+    return numerator << (_EXPONENT - denominator.bit_length() + 1)
+
+
 class AccountingError(DataError):
     """kept + rejected (+ collapsed duplicates) differs from rows in: a bug, never ignored."""
 
@@ -25,7 +35,7 @@ class StageStats:
         self.rejected = dict.fromkeys(self.reasons, 0)
         self.collapsed: int | None = None  # duplicates collapsed; only stages that collapse set it
         self.per_domain: dict[str, dict[str, Any]] = {}
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, int] = {}  # exact, see _exact
         for domain in domains:
             self._domain(domain)
 
@@ -70,7 +80,25 @@ class StageStats:
 
     def add(self, name: str, value: float) -> None:
         """Accumulate a per-kept-row value (its mean over kept rows is reported)."""
-        self.sums[name] = self.sums.get(name, 0.0) + value
+        self.sums[name] = self.sums.get(name, 0) + _exact(value)
+
+    def merge(self, other: "StageStats") -> None:
+        """Add the counts of another part of the same input (e.g. a chunk decided in another process)."""
+        self.rows_in += other.rows_in
+        self.kept += other.kept
+        for reason, n in other.rejected.items():
+            self.rejected[reason] += n
+        if other.collapsed is not None:
+            self.collapsed = (self.collapsed or 0) + other.collapsed
+        for domain, theirs in other.per_domain.items():
+            mine = self._domain(domain)
+            for key in ("rows", "kept", "rejected", "collapsed"):
+                if key in theirs:
+                    mine[key] = mine.get(key, 0) + theirs[key]
+            for reason, n in theirs["rejected_by_reason"].items():
+                mine["rejected_by_reason"][reason] += n
+        for name, total in other.sums.items():
+            self.sums[name] = self.sums.get(name, 0) + total
 
     @property
     def rejected_total(self) -> int:
@@ -100,5 +128,5 @@ class StageStats:
         out["rejected_by_reason"] = dict(self.rejected)
         out["per_domain"] = {name: dict(entry) for name, entry in sorted(self.per_domain.items())}
         for name, total in sorted(self.sums.items()):
-            out[f"kept_mean_{name}"] = round(total / self.kept, 4) if self.kept else None
+            out[f"kept_mean_{name}"] = round(total / (self.kept << _EXPONENT), 4) if self.kept else None
         return out
