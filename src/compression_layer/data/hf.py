@@ -138,13 +138,11 @@ def materialize(snapshot: Path, output_dir: Path, record: dict[str, Any]) -> dic
                         if decision.kept:
                             write_text_line(kept, decision.text)
                             stats.keep(decision.domain)
-                            total.keep(decision.domain)
                         else:
                             write_record(bad, {"file": rel, **decision.record})
                             stats.reject(decision.reason, decision.domain)
-                            total.reject(decision.reason, decision.domain)
             stats.check()
-            total.rows_in += stats.rows_in
+            total.merge(stats)
         total.check()
         source = {
             **record,
