@@ -101,12 +101,15 @@ def _row_fields(row: Any, where: str) -> tuple[str, str, bool]:
 _V, _C = "\ue000verbose\ue000", "\ue000compressed\ue000"
 _HEAD, _REST = dumps(to_chat(_V, _C)).split(_V)
 _MIDDLE, _TAIL = _REST.split(_C)
+# dumps() of a str is this C function (json.dumps(s, ensure_ascii=False) calls it), without the
+# encoder set-up that costs more than the escaping on row-sized strings.
+_quoted = json.encoder.encode_basestring
 
 
 def chat_line(verbose: str, compressed: str) -> bytes:
     """``dumps(to_chat(verbose, compressed)) + "\\n"`` as UTF-8 bytes."""
     try:
-        return (_HEAD + dumps(verbose)[1:-1] + _MIDDLE + dumps(compressed)[1:-1] + _TAIL + "\n").encode("utf-8")
+        return (_HEAD + _quoted(verbose)[1:-1] + _MIDDLE + _quoted(compressed)[1:-1] + _TAIL + "\n").encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (from a \\udXXX escape): keep it escaped
         return (json.dumps(to_chat(verbose, compressed)) + "\n").encode("ascii")
 
