@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,38 @@ def test_stage_outputs_do_not_depend_on_the_number_of_workers(tmp_path):
             subprocess.run([sys.executable, *cmd, "--workers", workers], cwd=ROOT, check=True, capture_output=True)
         digests.append(_digest(out))
     assert digests[0] == digests[1] and len(digests[0]) == 10
+
+
+def test_workers_exit_when_the_stage_is_killed(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    chats = tmp_path / "split"
+    for name, rows in (("train", 30_000), ("valid", 10), ("test", 10)):
+        data_corpus.write_chat(chats / f"{name}.jsonl", rows, seed=6)
+    stage = subprocess.Popen([sys.executable, "stages/sanitize.py", "--input-dir", str(chats), "--output-dir",
+                              str(tmp_path / "out"), "--workers", "2"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        workers = []
+        for _ in range(200):  # up to 10 s for the pool to start
+            workers = psutil.Process(stage.pid).children()
+            if len(workers) == 2 or stage.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert len(workers) == 2, "the stage finished before its workers could be seen"
+    finally:
+        stage.kill()
+        stage.wait()
+
+    def alive(p) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    for _ in range(100):  # they look for their parent every 0.5 s
+        if not any(alive(p) for p in workers):
+            break
+        time.sleep(0.1)
+    leftover = [p for p in workers if alive(p)]
+    for p in leftover:
+        p.kill()
+    assert not leftover

@@ -16,6 +16,8 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +92,24 @@ def _append(target: IO[str], scratch_path: str) -> None:
     os.unlink(scratch_path)
 
 
+def _exit_with(parent: int) -> None:
+    """Worker initializer: exit once the stage process is gone (e.g. SIGKILLed), instead of
+    waiting for tasks forever (the task pipe never closes: every worker holds its write end)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-stage", daemon=True).start()
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
     # fork: a worker starts in milliseconds with everything imported. macOS frameworks are not
     # fork-safe, so there (and elsewhere) workers are spawned.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                               initializer=_exit_with, initargs=(os.getpid(),))
 
 
 def run_jobs(
