@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import data_corpus
-from compression_layer.data import preprocess, sanitize
+from compression_layer.data import chunks, preprocess, sanitize
 from compression_layer.data.chunks import Job, cut, run_jobs
 from compression_layer.data.jsonl import iter_lines
 from compression_layer.params import PreprocessParams
@@ -90,6 +90,13 @@ def test_workers_write_what_one_process_writes(corpora, kind, workers, chunk_byt
     assert stats == expected_stats
     rejected_lines = [json.loads(line)["line"] for line in out[1].decode().splitlines()]
     assert rejected_lines == sorted(rejected_lines) and rejected_lines  # whole-file line numbers, in order
+
+
+def test_spawned_workers_write_what_one_process_writes(corpora, monkeypatch):
+    # macOS runs the stages with spawned workers (a fresh interpreter each, not a fork).
+    expected = _run("sanitize", corpora["sanitize"], workers=1, chunk_bytes=8192)
+    monkeypatch.setattr(chunks, "START_METHOD", "spawn")
+    assert _run("sanitize", corpora["sanitize"], workers=2, chunk_bytes=8192) == expected
 
 
 def explode(lines, kept, rejected, stats):

@@ -30,6 +30,9 @@ from compression_layer.data.stats import StageStats
 # functools.partial of one), so that it reaches worker processes.
 Work = Callable[[Iterable[tuple[int, str, bool]], IO[str], IO[str], StageStats], None]
 
+# fork: a worker starts in milliseconds with everything imported. macOS frameworks are not
+# fork-safe, so there (and elsewhere) workers are spawned.
+START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 CHUNK_BYTES = 2 << 20  # small enough to balance two workers on a few-MB file, large enough to amortise a task
 
 
@@ -105,10 +108,7 @@ def _exit_with(parent: int) -> None:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # fork: a worker starts in milliseconds with everything imported. macOS frameworks are not
-    # fork-safe, so there (and elsewhere) workers are spawned.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(START_METHOD),
                                initializer=_exit_with, initargs=(os.getpid(),))
 
 
