@@ -121,11 +121,11 @@ def run_jobs(
 ) -> None:
     """Decide every row of every job's source into its outputs, in input order; count into its stats.
 
-    Files of one chunk, or ``workers=1``, are decided in this process.
+    With ``workers=1``, or inputs of one chunk in all, rows are decided in this process.
     """
-    workers = default_workers() if workers is None else workers
     planned = [(job, cut(job.source, chunk_bytes)) for job in jobs]
-    if workers <= 1 or sum(len(chunks) for _, chunks in planned) <= 1:
+    workers = min(default_workers() if workers is None else workers, sum(len(chunks) for _, chunks in planned))
+    if workers <= 1:
         for job in jobs:
             work(iter_lines(job.source), job.kept, job.rejected, job.stats)
         return
