@@ -123,8 +123,10 @@ def run_jobs(
 
     With ``workers=1``, or inputs of one chunk in all, rows are decided in this process.
     """
-    planned = [(job, cut(job.source, chunk_bytes)) for job in jobs]
-    workers = min(default_workers() if workers is None else workers, sum(len(chunks) for _, chunks in planned))
+    workers = default_workers() if workers is None else workers
+    # Cutting reads every input once (to number lines): only worth it when workers will share it.
+    planned = [(job, cut(job.source, chunk_bytes)) for job in jobs] if workers > 1 else []
+    workers = min(workers, sum(len(chunks) for _, chunks in planned))
     if workers <= 1:
         for job in jobs:
             work(iter_lines(job.source), job.kept, job.rejected, job.stats)
